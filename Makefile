@@ -1,0 +1,26 @@
+# `make test` and (later) `make demo` set up everything they need; both are safe to rerun.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PY_STAMP := $(VENV)/.installed
+
+.PHONY: setup test lint clean
+
+setup: $(PY_STAMP)
+
+$(PY_STAMP): requirements.txt requirements-dev.txt containers/requirements-model.txt \
+		containers/requirements-training.txt containers/requirements-inference.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	touch $@
+
+lint: setup
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+test: lint
+	$(PY) -m pytest
+
+clean:
+	rm -rf $(VENV) cdk.out .pytest_cache .ruff_cache
