@@ -47,12 +47,12 @@ def main() -> None:
     write_csv(
         DATA_DIR / "training" / "train.csv",
         header,
-        [[*r, y] for r, y in zip(train_rows, train_labels)],
+        [[*r, y] for r, y in zip(train_rows, train_labels, strict=True)],
     )
     write_csv(
         DATA_DIR / "validation" / "validation.csv",
         header,
-        [[*r, y] for r, y in zip(val_rows, val_labels)],
+        [[*r, y] for r, y in zip(val_rows, val_labels, strict=True)],
     )
     write_csv(DATA_DIR / "inference" / "inference.csv", features, infer_rows)
 
