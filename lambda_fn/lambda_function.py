@@ -1,0 +1,81 @@
+"""S3-triggered client: score every created object with the SageMaker endpoint.
+
+Configuration (environment variables; see ``client_config``):
+``INFERENCE_OUTPUT_BUCKET`` and ``MODEL_ENDPOINT`` (required), ``MAX_REQUEST_BYTES``,
+``REQUEST_CONCURRENCY``, ``MAX_ATTEMPTS``, ``RETRY_MODE``, ``OUTPUT_PART_BYTES``.
+
+Every record of the event is handled. Objects the file itself makes unscorable
+get an error report; transient failures are raised after the other records are
+done, so Lambda retries the event (reprocessing is idempotent).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+import time
+from typing import Any
+
+import boto3
+from client_config import load_config
+from endpoint_client import boto_config, runtime_client
+from object_processor import ObjectProcessor
+from s3_events import EventError, source_objects
+
+
+class TransientFailure(Exception):
+    """Some objects of the event could not be processed now; Lambda should retry the event."""
+
+
+@functools.cache
+def _processor() -> ObjectProcessor:
+    """Configuration and clients, built once per cold start (not at import, so errors show)."""
+    config = load_config(os.environ)
+    s3 = boto3.client("s3", config=boto_config(config))
+    return ObjectProcessor(config, s3, runtime_client(config))
+
+
+def _log(fields: dict[str, Any]) -> None:
+    print(json.dumps(fields, default=str, ensure_ascii=False), file=sys.stdout, flush=True)
+
+
+def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    processor = _processor()
+    results: list[dict[str, Any]] = []
+    failures: list[str] = []
+    objects = source_objects(event)
+    if not objects:
+        _log({"outcome": "skipped", "reason": "event has no S3 records", "event": event})
+    for obj in objects:
+        if isinstance(obj, EventError):
+            _log({"outcome": "failed", "reason": str(obj)})
+            failures.append(str(obj))
+            continue
+        started = time.perf_counter()
+        line: dict[str, Any] = {"bucket": obj.bucket, "key": obj.key, "version_id": obj.version_id}
+        try:
+            outcome = processor.process(obj)
+        except Exception as exc:
+            line.update(outcome="failed", reason=f"{type(exc).__name__}: {exc}")
+            failures.append(f"s3://{obj.bucket}/{obj.key}: {type(exc).__name__}: {exc}")
+        else:
+            line.update(
+                outcome=outcome.outcome,
+                reason=outcome.reason,
+                bytes=outcome.bytes,
+                records=outcome.records,
+                requests=outcome.requests,
+                output_key=outcome.output_key,
+                **outcome.extra,
+            )
+        line["latency_ms"] = round((time.perf_counter() - started) * 1000, 1)
+        _log(line)
+        results.append(line)
+    if failures:
+        raise TransientFailure(
+            f"{len(failures)} of {len(objects)} objects failed and will be retried: "
+            + " | ".join(failures)
+        )
+    return {"objects": results}
