@@ -1,0 +1,119 @@
+"""The server's settings, read once from the environment SageMaker sets.
+
+Standard library only: ``serve`` reads this and binds its socket before it
+imports numpy and LightGBM, so SageMaker can connect within 250 ms of start.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+MIB = 1024 * 1024
+REALTIME_MAX_PAYLOAD_MB = 6
+BATCH_MAX_PAYLOAD_MB = 100
+BATCH_STRATEGIES = ("MULTI_RECORD", "SINGLE_RECORD")
+# Seconds a stopping worker may spend on in-flight requests: SageMaker sends
+# SIGKILL 30 s after SIGTERM, so leave room for the master to exit first.
+GRACEFUL_TIMEOUT_S = 25
+
+
+class ConfigError(ValueError):
+    """An environment variable holds a value the server cannot use."""
+
+
+def available_cpus() -> int:
+    """CPUs this process may run on (a container's CPU set, not the host's count)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def _int_var(
+    env: Mapping[str, str], name: str, default: int, low: int, high: int, unit: str = ""
+) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = None
+    if value is None or not low <= value <= high:
+        raise ConfigError(
+            f"{name}={raw!r} is not allowed: expected a whole number{unit} "
+            f"from {low} to {high} (default {default})"
+        )
+    return value
+
+
+def _bool_var(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    if raw.lower() in ("true", "false"):
+        return raw.lower() == "true"
+    raise ConfigError(f"{name}={raw!r} is not allowed: expected 'true' or 'false'")
+
+
+def _choice_var(env: Mapping[str, str], name: str, default: str, allowed: tuple[str, ...]) -> str:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    if raw.upper() in allowed:
+        return raw.upper()
+    raise ConfigError(f"{name}={raw!r} is not allowed: expected one of {', '.join(allowed)}")
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """Everything the server needs to know before it starts."""
+
+    port: int
+    workers: int
+    timeout_s: int
+    batch: bool
+    max_payload_mb: int
+    batch_strategy: str
+    max_concurrent_transforms: int
+
+    @property
+    def max_payload_bytes(self) -> int:
+        return self.max_payload_mb * MIB
+
+    @property
+    def predict_threads(self) -> int:
+        """OpenMP threads per prediction: one per worker when workers share the CPUs.
+
+        Several workers each running one OpenMP team per core oversubscribe
+        the CPUs (measured in DESIGN.md: 2,600 -> 34 requests/s).
+        """
+        return available_cpus() if self.workers == 1 else 1
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> ServerConfig:
+        env = os.environ if env is None else env
+        workers = _int_var(env, "SAGEMAKER_MODEL_SERVER_WORKERS", available_cpus(), 1, 256)
+        batch = _bool_var(env, "SAGEMAKER_BATCH", False)
+        max_payload_mb = REALTIME_MAX_PAYLOAD_MB
+        if batch:
+            max_payload_mb = _int_var(
+                env,
+                "SAGEMAKER_MAX_PAYLOAD_IN_MB",
+                REALTIME_MAX_PAYLOAD_MB,
+                1,
+                BATCH_MAX_PAYLOAD_MB,
+                " of MB",
+            )
+        return cls(
+            port=_int_var(env, "SAGEMAKER_BIND_TO_PORT", 8080, 1, 65535),
+            workers=workers,
+            timeout_s=_int_var(env, "SAGEMAKER_MODEL_SERVER_TIMEOUT", 60, 1, 3600, " of seconds"),
+            batch=batch,
+            max_payload_mb=max_payload_mb,
+            batch_strategy=_choice_var(
+                env, "SAGEMAKER_BATCH_STRATEGY", "MULTI_RECORD", BATCH_STRATEGIES
+            ),
+            max_concurrent_transforms=_int_var(
+                env, "SAGEMAKER_MAX_CONCURRENT_TRANSFORMS", workers, 1, 1024
+            ),
+        )

@@ -1,0 +1,225 @@
+"""Request bodies to a feature matrix (float64, NaN = missing), or a precise 400.
+
+Each format has a fast path for the common case and an exact path that either
+parses what the fast path refused (e.g. empty CSV cells) or raises an error
+naming the record, the column and the value. ``benchmarks/serving_choices.py``
+holds the measurements behind the choice of fast paths.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from model_kit.serving.errors import RequestError, bad_value
+from model_kit.serving.media import CSV, JSON, JSONLINES
+
+NAN = math.nan
+# Below this size the pure-Python CSV path is faster than numpy.loadtxt's set-up.
+CSV_LOADTXT_MIN_BYTES = 4096
+Row = list[float]
+
+
+def _text(body: bytes) -> str:
+    if not body.strip():
+        raise RequestError(400, "request body is empty; send at least one record")
+    try:
+        return body.decode("utf-8").removeprefix("\ufeff")
+    except UnicodeDecodeError as exc:
+        raise RequestError(
+            400, f"request body is not UTF-8 text: byte {exc.start} is {body[exc.start]:#04x}"
+        ) from exc
+
+
+def _no_records() -> RequestError:
+    return RequestError(400, "request body holds no records, only blank lines or a header")
+
+
+def _csv_cell(record: int, line: int, column: str, cell: str) -> float:
+    cell = cell.strip()
+    if not cell:
+        return NAN
+    try:
+        return float(cell)
+    except ValueError:
+        raise bad_value(record, column, cell, f" (line {line})") from None
+
+
+def _csv_rows(text: str, names: Sequence[str], first_line: int) -> np.ndarray:
+    """The exact CSV parser: every record checked, empty cells become NaN."""
+    width = len(names)
+    rows: list[Row] = []
+    for line_no, line in enumerate(text.split("\n"), start=first_line):
+        if not line.strip():
+            continue
+        record = len(rows) + 1
+        cells = line.removesuffix("\r").split(",")
+        if len(cells) != width:
+            raise RequestError(
+                400,
+                f"record {record} (line {line_no}) has {len(cells)} columns; the model expects "
+                f"{width}, in this order: {','.join(names)}",
+                record=record,
+            )
+        try:
+            rows.append([float(cell) if cell else NAN for cell in cells])
+        except ValueError:
+            rows.append(
+                [
+                    _csv_cell(record, line_no, name, cell)
+                    for name, cell in zip(names, cells, strict=True)
+                ]
+            )
+    if not rows:
+        raise _no_records()
+    return np.array(rows, dtype=np.float64)
+
+
+def parse_csv(body: bytes, names: Sequence[str]) -> np.ndarray:
+    """One record per line, features in training order; a header line is skipped."""
+    text = _text(body)
+    first_end = text.find("\n")
+    first = text if first_end < 0 else text[:first_end]
+    first_line = 1
+    if first.strip() == ",".join(names):
+        text = "" if first_end < 0 else text[first_end + 1 :]
+        first_line = 2
+    if len(text) >= CSV_LOADTXT_MIN_BYTES:
+        try:
+            matrix = np.loadtxt(
+                io.StringIO(text), delimiter=",", comments=None, ndmin=2, dtype=np.float64
+            )
+        except ValueError:
+            matrix = None
+        if matrix is not None and matrix.shape[0] > 0 and matrix.shape[1] == len(names):
+            return matrix
+    return _csv_rows(text, names, first_line)
+
+
+def _json_number(record: int, column: str, value: object) -> float:
+    if value is None:
+        return NAN
+    if type(value) in (int, float):
+        try:
+            return float(value)
+        except OverflowError:
+            pass
+    raise bad_value(record, column, value)
+
+
+def _instance_row(
+    record: int, instance: object, names: Sequence[str], index: dict[str, int]
+) -> Row:
+    if isinstance(instance, list):
+        if len(instance) != len(names):
+            raise RequestError(
+                400,
+                f"record {record} has {len(instance)} values; the model expects {len(names)}, "
+                f"in this order: {','.join(names)}",
+                record=record,
+            )
+        return [
+            _json_number(record, name, value) for name, value in zip(names, instance, strict=True)
+        ]
+    if isinstance(instance, dict):
+        row = [NAN] * len(names)
+        for key, value in instance.items():
+            position = index.get(key)
+            if position is None:
+                raise RequestError(
+                    400,
+                    f"record {record}: unknown feature {key!r}; allowed: {', '.join(names)} "
+                    "(a feature left out is a missing value)",
+                    record=record,
+                    column=key,
+                )
+            row[position] = _json_number(record, key, value)
+        return row
+    raise RequestError(
+        400,
+        f"record {record} is {json.dumps(instance)[:80]}; expected a list of {len(names)} "
+        "values in feature order or an object keyed by feature name",
+        record=record,
+    )
+
+
+def _instances_matrix(
+    instances: list[object], names: Sequence[str], only_numbers_and_null: bool
+) -> np.ndarray:
+    """Rows as a matrix; numpy converts directly when the body cannot hold strings or booleans."""
+    if only_numbers_and_null:
+        try:
+            matrix = np.array(instances, dtype=np.float64)
+        except (ValueError, TypeError):
+            matrix = None
+        if matrix is not None and matrix.ndim == 2 and matrix.shape[1] == len(names):
+            return matrix
+    index = {name: position for position, name in enumerate(names)}
+    rows = [
+        _instance_row(record, instance, names, index)
+        for record, instance in enumerate(instances, start=1)
+    ]
+    return np.array(rows, dtype=np.float64).reshape(len(rows), len(names))
+
+
+def _has_no_strings_or_booleans(body: bytes, quotes_allowed: int) -> bool:
+    """True when every string in the body is a key we expect: values can only be numbers/null."""
+    return body.count(b'"') == quotes_allowed and b"true" not in body and b"false" not in body
+
+
+def parse_json(body: bytes, names: Sequence[str]) -> np.ndarray:
+    """``{"instances": [...]}``; each instance a list in feature order or an object by name."""
+    text = _text(body)
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise RequestError(
+            400,
+            f"request body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}",
+        ) from None
+    if not isinstance(document, dict) or "instances" not in document:
+        raise RequestError(400, 'request body must be a JSON object {"instances": [...]}')
+    unknown = sorted(set(document) - {"instances"})
+    if unknown:
+        raise RequestError(
+            400, f"unknown top-level key {unknown[0]!r} in the JSON body; allowed: 'instances'"
+        )
+    instances = document["instances"]
+    if not isinstance(instances, list):
+        raise RequestError(400, '"instances" must be a JSON list of records')
+    if not instances:
+        raise _no_records()
+    return _instances_matrix(instances, names, _has_no_strings_or_booleans(body, 2))
+
+
+def parse_jsonlines(body: bytes, names: Sequence[str]) -> np.ndarray:
+    """One instance per line (a list in feature order or an object by name)."""
+    text = _text(body)
+    instances = []
+    for line_no, line in enumerate(text.split("\n"), start=1):
+        if not line.strip():
+            continue
+        try:
+            instances.append(json.loads(line))
+        except json.JSONDecodeError as exc:
+            record = len(instances) + 1
+            raise RequestError(
+                400,
+                f"record {record} (line {line_no}) is not valid JSON: {exc.msg} "
+                f"at column {exc.colno}",
+                record=record,
+            ) from None
+    if not instances:
+        raise _no_records()
+    return _instances_matrix(instances, names, _has_no_strings_or_booleans(body, 0))
+
+
+PARSERS: dict[str, Callable[[bytes, Sequence[str]], np.ndarray]] = {
+    CSV: parse_csv,
+    JSON: parse_json,
+    JSONLINES: parse_jsonlines,
+}

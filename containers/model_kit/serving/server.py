@@ -1,0 +1,133 @@
+"""Start-up of the model server: bind, load the model once, fork the workers.
+
+The order matters and is the point of this module:
+
+1. Read and validate the environment (standard library only).
+2. Bind the socket before importing numpy and LightGBM: the kernel accepts
+   connections from then on (SageMaker wants that within 250 ms), and they
+   wait in the backlog until a worker is ready, so ``/ping`` never answers
+   before the model is loaded.
+3. Pin OpenMP to one thread in the master, before LightGBM loads libgomp: the
+   master never predicts, and a libgomp thread pool must not exist at fork.
+4. Load the model once; gunicorn forks the workers after that, so they share
+   its memory copy-on-write.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import sys
+from typing import Any, NoReturn
+
+from model_kit.serving.config import GRACEFUL_TIMEOUT_S, ConfigError, ServerConfig
+
+log = logging.getLogger("model_kit.serving")
+
+# Threads per worker process. Measured (benchmarks/serving_choices.py): threads
+# let /ping and small requests through while another thread runs a 5 MB
+# prediction (LightGBM releases the GIL), and keep SageMaker's connections alive.
+THREADS_PER_WORKER = 4
+# Longer than SageMaker's 60 s invocation limit, so its kept-alive connections
+# are not closed under it between requests.
+KEEPALIVE_S = 75
+LISTEN_BACKLOG = 2048
+
+
+def _fail(message: str, code: int) -> NoReturn:
+    print(f"serve: error: {message}", file=sys.stderr, flush=True)
+    sys.exit(code)
+
+
+def _listen(port: int) -> socket.socket:
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        listener.bind(("0.0.0.0", port))
+    except OSError as exc:
+        listener.close()
+        _fail(f"cannot listen on 0.0.0.0:{port} (SAGEMAKER_BIND_TO_PORT): {exc.strerror}", 1)
+    listener.listen(LISTEN_BACKLOG)
+    return listener
+
+
+def _post_worker_init(worker: Any) -> None:
+    """A gunicorn hook: warm the prediction path up and say how it will use the CPUs."""
+    worker.wsgi.warm_up()
+    log.info(
+        "worker %d ready: predictions use %d OpenMP thread(s)",
+        os.getpid(),
+        worker.wsgi.predict_threads,
+    )
+
+
+def _gunicorn_options(config: ServerConfig, listener: socket.socket) -> dict[str, Any]:
+    return {
+        "bind": [f"fd://{listener.fileno()}"],
+        "workers": config.workers,
+        "worker_class": "gthread",
+        "threads": THREADS_PER_WORKER,
+        "timeout": config.timeout_s,
+        "graceful_timeout": GRACEFUL_TIMEOUT_S,
+        "keepalive": KEEPALIVE_S,
+        "preload_app": True,
+        "accesslog": None,
+        "errorlog": "-",
+        "loglevel": "info",
+        "proc_name": "model-server",
+        "control_socket_disable": True,
+        "worker_tmp_dir": "/dev/shm" if os.path.isdir("/dev/shm") else None,
+        "post_worker_init": _post_worker_init,
+    }
+
+
+def main() -> None:
+    """Entry point of ``serve``."""
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s [%(process)d] [%(levelname)s] %(message)s"
+    )
+    try:
+        config = ServerConfig.from_env()
+    except ConfigError as exc:
+        _fail(str(exc), 2)
+    listener = _listen(config.port)
+    # Before LightGBM (libgomp) and numpy (OpenBLAS) are imported: see the module docstring.
+    os.environ["OMP_NUM_THREADS"] = "1"
+    os.environ["OPENBLAS_NUM_THREADS"] = "1"
+
+    from gunicorn.app.base import BaseApplication
+
+    from model_kit.model_io import load_model
+    from model_kit.paths import MLPaths
+    from model_kit.serving.app import InferenceApp
+
+    model_dir = MLPaths.from_env().model_dir
+    try:
+        model = load_model(model_dir)
+    except Exception as exc:
+        _fail(f"cannot load the model from {model_dir}: {exc}", 1)
+    log.info(
+        "model loaded from %s: %d features, classes %s; %d worker(s) x %d threads on port %d, "
+        "payload limit %d MB",
+        model_dir,
+        model.n_features,
+        list(model.classes),
+        config.workers,
+        THREADS_PER_WORKER,
+        config.port,
+        config.max_payload_mb,
+    )
+    app = InferenceApp(model, config)
+
+    class ModelServer(BaseApplication):  # type: ignore[misc]
+        """gunicorn with the options above and the already-loaded app."""
+
+        def load_config(self) -> None:
+            for key, value in _gunicorn_options(config, listener).items():
+                self.cfg.set(key, value)
+
+        def load(self) -> InferenceApp:
+            return app
+
+    ModelServer().run()
