@@ -1,0 +1,141 @@
+"""Run the inference container's ``serve`` program as a local process.
+
+Tests, the Lambda's tests and the local demo need the real model server, not
+an imitation: this starts ``containers/bin/serve`` with ``ML_ROOT`` pointing at
+a directory that holds ``model/``, on a free port, and returns once ``/ping``
+answers 200 (which the server only does after the model is loaded).
+
+    with start_model_server(ml_root) as server:
+        urllib.request.urlopen(server.url + "/ping")
+
+    python -m local.model_server --ml-root DIR [--port 8080] [--workers 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Mapping
+from pathlib import Path
+from types import TracebackType
+
+from local.s3_server import free_port
+
+SERVE_PROGRAM = Path(__file__).resolve().parent.parent / "containers" / "bin" / "serve"
+STARTUP_TIMEOUT_SECONDS = 30.0
+# SageMaker sends SIGKILL 30 s after SIGTERM; the server must be gone by then.
+STOP_TIMEOUT_SECONDS = 30.0
+
+
+class ModelServer:
+    """A running ``serve`` process: ``url``, ``log()``, ``stop()``; a context manager."""
+
+    def __init__(self, process: subprocess.Popen[bytes], url: str, log_path: Path) -> None:
+        self.process = process
+        self.url = url
+        self.log_path = log_path
+
+    def log(self) -> str:
+        """Everything the server printed so far (stdout and stderr)."""
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self, timeout: float = STOP_TIMEOUT_SECONDS) -> int:
+        """SIGTERM, as SageMaker does, then wait; SIGKILL only if it outlives ``timeout``."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        return self.process.returncode
+
+    def __enter__(self) -> ModelServer:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+def _pings(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{url}/ping", timeout=2) as response:
+            return response.status == 200
+    except (urllib.error.URLError, ConnectionError, TimeoutError):
+        return False
+
+
+def start_model_server(
+    ml_root: Path,
+    port: int | None = None,
+    workers: int = 1,
+    env: Mapping[str, str] | None = None,
+) -> ModelServer:
+    """Start ``serve`` on ``ml_root/model`` and return once ``/ping`` answers 200.
+
+    ``env`` adds or overrides variables (e.g. ``SAGEMAKER_BATCH``). Raises
+    ``RuntimeError`` with the server's output if it exits or never gets healthy.
+    """
+    port = port or free_port()
+    url = f"http://127.0.0.1:{port}"
+    log_file = tempfile.NamedTemporaryFile(  # noqa: SIM115 - the file outlives this function
+        prefix=f"model-server-{port}-", suffix=".log", delete=False
+    )
+    process = subprocess.Popen(
+        [sys.executable, str(SERVE_PROGRAM)],
+        stdout=log_file,
+        stderr=subprocess.STDOUT,
+        env={
+            **os.environ,
+            "ML_ROOT": str(ml_root),
+            "SAGEMAKER_BIND_TO_PORT": str(port),
+            "SAGEMAKER_MODEL_SERVER_WORKERS": str(workers),
+            "PYTHONUNBUFFERED": "1",
+            **(env or {}),
+        },
+    )
+    log_file.close()
+    server = ModelServer(process, url, Path(log_file.name))
+    deadline = time.monotonic() + STARTUP_TIMEOUT_SECONDS
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(
+                f"model server exited with code {process.returncode}:\n{server.log()}"
+            )
+        if _pings(url):
+            return server
+        time.sleep(0.05)
+    server.stop()
+    raise RuntimeError(
+        f"model server on port {port} did not answer /ping within "
+        f"{STARTUP_TIMEOUT_SECONDS} s:\n{server.log()}"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--ml-root", type=Path, required=True, help="a directory holding model/")
+    parser.add_argument("--port", type=int, default=None, help="default: a free port")
+    parser.add_argument("--workers", type=int, default=1)
+    args = parser.parse_args()
+    with start_model_server(args.ml_root, args.port, args.workers) as server:
+        print(f"model server at {server.url} (log: {server.log_path}); Ctrl-C stops it")
+        with contextlib.suppress(KeyboardInterrupt):
+            server.process.wait()
+
+
+if __name__ == "__main__":
+    main()
