@@ -4,11 +4,14 @@ The server, Lambda and demo tests reuse ``trained_model_dir`` so that they all
 exercise a model produced exactly the way SageMaker would produce it: by
 running ``containers/bin/train`` as a process on the bundled sample data.
 
-Helpers for other tests: ``from conftest import make_ml_root, run_train``.
+Helpers for other tests: ``from conftest import make_ml_root, run_train`` (and
+``read_csv_rows``/``csv_text`` to build variants of the sample CSV files).
 """
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
 import shutil
@@ -44,6 +47,21 @@ def _fill_channel(channel_dir: Path, source: ChannelSource) -> None:
                 shutil.copy(content, target)
             else:
                 target.write_text(content, encoding="utf-8")
+
+
+def read_csv_rows(path: Path) -> tuple[list[str], list[list[str]]]:
+    """Header and rows of a CSV file, to build variants of the sample data."""
+    with path.open(newline="", encoding="utf-8") as handle:
+        header, *rows = list(csv.reader(handle))
+    return header, rows
+
+
+def csv_text(header: list[str], rows: list[list[str]]) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows(rows)
+    return buffer.getvalue()
 
 
 def make_ml_root(
@@ -100,13 +118,21 @@ def run_train(ml_root: Path, timeout: float = 120) -> subprocess.CompletedProces
 
 
 @pytest.fixture(scope="session")
-def trained_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A model directory trained by ``containers/bin/train`` on the bundled sample data."""
+def sample_training_run(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> tuple[Path, subprocess.CompletedProcess[str]]:
+    """``containers/bin/train`` run once on the bundled sample data: its ML_ROOT and result."""
     ml_root = make_ml_root(
         tmp_path_factory.mktemp("ml_root"),
         channels={"training": TRAINING_CSV, "validation": VALIDATION_CSV},
         hyperparameters={},
     )
-    result = run_train(ml_root)
+    return ml_root, run_train(ml_root)
+
+
+@pytest.fixture(scope="session")
+def trained_model_dir(sample_training_run: tuple[Path, subprocess.CompletedProcess[str]]) -> Path:
+    """A model directory trained by ``containers/bin/train`` on the bundled sample data."""
+    ml_root, result = sample_training_run
     assert result.returncode == 0, f"training failed:\n{result.stdout}\n{result.stderr}"
     return ml_root / "model"
