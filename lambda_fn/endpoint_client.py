@@ -22,6 +22,7 @@ from client_config import ClientConfig
 # SageMaker gives the container 60 s to answer; wait a little longer than that.
 READ_TIMEOUT_SECONDS = 70
 _RECORD_IN_MESSAGE = re.compile(r"\brecord\s+#?(\d+)", re.IGNORECASE)
+_LINE_IN_MESSAGE = re.compile(r"\(line (\d+)\)")
 
 
 @dataclass
@@ -31,21 +32,23 @@ class ModelRejection(Exception):
     status: int
     message: str
 
-    def request_record(self) -> int | None:
-        """The 1-based record of the request that the container's message names, if any."""
+    def position(self) -> tuple[int | None, int | None]:
+        """The 1-based record and line of the request that the container's answer names.
+
+        Our server answers ``{"error": ..., "record": N, ...}`` and names the line
+        in the message; other containers may only say "record N" in plain text.
+        """
         try:
             body = json.loads(self.message)
         except ValueError:
             body = None
-        if isinstance(body, dict):
-            for key in ("record", "record_number", "row"):
-                if isinstance(body.get(key), int):
-                    return body[key]
-            text = " ".join(str(v) for v in body.values() if isinstance(v, str))
-        else:
-            text = self.message
-        match = _RECORD_IN_MESSAGE.search(text)
-        return int(match.group(1)) if match else None
+        record = body.get("record") if isinstance(body, dict) else None
+        text = str(body.get("error", "")) if isinstance(body, dict) else self.message
+        if not isinstance(record, int):
+            match = _RECORD_IN_MESSAGE.search(text)
+            record = int(match.group(1)) if match else None
+        line = _LINE_IN_MESSAGE.search(text)
+        return record, int(line.group(1)) if line else None
 
 
 def boto_config(config: ClientConfig) -> Config:

@@ -50,6 +50,7 @@ class InputFormat(ABC):
 
     def __init__(self) -> None:
         self.request_prefix = b""
+        self.header_line: int | None = None
 
     @abstractmethod
     def records(self, chunks: Iterable[bytes], max_record_bytes: int) -> Iterator[Record]:
@@ -77,6 +78,7 @@ class _LineFormat(InputFormat):
                     continue
                 if number == 0 and self.is_header(line):
                     self.request_prefix = line + b"\n"
+                    self.header_line = line_number
                     continue
                 number += 1
                 yield Record(number, line_number, line)

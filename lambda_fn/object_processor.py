@@ -197,21 +197,7 @@ class ObjectProcessor:
         try:
             body = future.result()
         except ModelRejection as rejection:
-            request_record = rejection.request_record()
-            record = batch.file_record(request_record) if request_record else None
-            where = f"record {record}" if record else f"request {batch.index}"
-            raise PermanentError(
-                f"the endpoint rejected {where} with status {rejection.status}",
-                record=record,
-                line=batch.file_line(request_record) if request_record else None,
-                endpoint_status=rejection.status,
-                endpoint_message=rejection.message,
-                details={
-                    "request": batch.index,
-                    "request_record": request_record,
-                    "request_first_record": batch.first_record,
-                },
-            ) from rejection
+            raise _rejection_error(fmt, batch, rejection) from rejection
         predictions = fmt.predictions(body)
         if len(predictions) != batch.count:
             raise PermanentError(
@@ -256,3 +242,38 @@ class ObjectProcessor:
                 return
             raise
         self._s3.delete_object(Bucket=bucket, Key=key)
+
+
+def _rejection_error(fmt: InputFormat, batch: Batch, rejection: ModelRejection) -> PermanentError:
+    """Name the FILE's record (and line) that the endpoint rejected in one request.
+
+    A CSV header is resent as line 1 of every request; the server counts it as a
+    record only when it does not match the model's feature names, so for CSV
+    with a header the request LINE, not the record, locates the culprit.
+    """
+    record_in_request, line_in_request = rejection.position()
+    details = {"request": batch.index, "request_first_record": batch.first_record}
+    common = {
+        "endpoint_status": rejection.status,
+        "endpoint_message": rejection.message,
+        "details": details,
+    }
+    if fmt.header_line is not None and line_in_request is not None:
+        if line_in_request == 1:
+            return PermanentError(
+                f"the endpoint rejected the CSV header (line {fmt.header_line}) with status "
+                f"{rejection.status}: its column names must be the model's feature names in order",
+                line=fmt.header_line,
+                **common,
+            )
+        record_in_request = line_in_request - 1
+    record = batch.file_record(record_in_request) if record_in_request else None
+    line = batch.file_line(record_in_request) if record_in_request else None
+    details["request_record"] = record_in_request
+    where = f"record {record}" if record else f"request {batch.index}"
+    return PermanentError(
+        f"the endpoint rejected {where} with status {rejection.status}",
+        record=record,
+        line=line,
+        **common,
+    )

@@ -55,6 +55,10 @@ class Faults:
         with self._lock:
             self._queue.extend([(status, code, message)] * count)
 
+    def clear(self) -> None:
+        with self._lock:
+            self._queue.clear()
+
     def next(self) -> tuple[int, str, str] | None:
         with self._lock:
             return self._queue.pop(0) if self._queue else None

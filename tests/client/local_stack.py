@@ -1,0 +1,93 @@
+"""Helpers of the client tests: the local stack of one test and the expected answers."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote_plus
+
+import lambda_function
+import numpy as np
+import pytest
+from model_kit.model_io import Model
+
+from local.runtime_adapter import RuntimeAdapter
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+INFERENCE_CSV = REPO_ROOT / "data" / "inference" / "inference.csv"
+ENDPOINT_NAME = "inference-endpoint"
+
+
+def feature_rows(csv_text: str) -> list[list[str]]:
+    """Data rows of a CSV text with a header row, as the cells' original strings."""
+    return list(csv.reader(io.StringIO(csv_text)))[1:]
+
+
+def expected_labels(model: Model, rows: list[list[Any]]) -> list[str]:
+    matrix = np.array([[float(v) for v in row] for row in rows], dtype=np.float64)
+    return [str(label) for label in model.predict_labels(model.predict_proba(matrix))]
+
+
+@dataclass
+class LocalStack:
+    """Buckets of one test, and the helpers to upload objects and read results."""
+
+    s3: Any
+    adapter: RuntimeAdapter
+    input_bucket: str
+    output_bucket: str
+    env: dict[str, str]
+    _patch: pytest.MonkeyPatch
+
+    def apply_env(self) -> None:
+        """Set ``env`` as the function's environment and start cold (config is read once)."""
+        for name, value in self.env.items():
+            self._patch.setenv(name, value)
+        lambda_function._processor.cache_clear()
+
+    def put(self, key: str, body: bytes) -> dict[str, Any]:
+        """Upload ``key`` and return the S3 event record S3 would send for it."""
+        response = self.s3.put_object(Bucket=self.input_bucket, Key=key, Body=body)
+        return self.record(key, len(body), response.get("VersionId"), response["ETag"])
+
+    def record(
+        self, key: str, size: int, version_id: str | None, etag: str | None
+    ) -> dict[str, Any]:
+        obj: dict[str, Any] = {"key": quote_plus(key, safe="/"), "size": size, "sequencer": "0A"}
+        if etag:
+            obj["eTag"] = etag.strip('"')
+        if version_id:
+            obj["versionId"] = version_id
+        return {
+            "eventVersion": "2.1",
+            "eventSource": "aws:s3",
+            "awsRegion": "us-east-1",
+            "eventName": "ObjectCreated:Put",
+            "s3": {
+                "s3SchemaVersion": "1.0",
+                "bucket": {"name": self.input_bucket, "arn": f"arn:aws:s3:::{self.input_bucket}"},
+                "object": obj,
+            },
+        }
+
+    def invoke(self, *records: dict[str, Any]) -> dict[str, Any]:
+        """Run the handler on one event holding ``records``."""
+        return lambda_function.lambda_handler({"Records": list(records)}, None)
+
+    def output_keys(self) -> list[str]:
+        listing = self.s3.list_objects_v2(Bucket=self.output_bucket)
+        return sorted(item["Key"] for item in listing.get("Contents", []))
+
+    def read(self, key: str) -> tuple[bytes, dict[str, str]]:
+        response = self.s3.get_object(Bucket=self.output_bucket, Key=key)
+        return response["Body"].read(), response["Metadata"]
+
+    def error_report(self, key: str) -> dict[str, Any]:
+        return json.loads(self.read(key + ".error.json")[0])
+
+    def open_uploads(self) -> list[dict[str, Any]]:
+        return self.s3.list_multipart_uploads(Bucket=self.output_bucket).get("Uploads", [])
