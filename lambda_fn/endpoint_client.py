@@ -54,7 +54,8 @@ class ModelRejection(Exception):
 def boto_config(config: ClientConfig) -> Config:
     """Retry policy and connection pool shared by the S3 and SageMaker runtime clients."""
     return Config(
-        retries={"mode": config.retry_mode, "max_attempts": config.max_attempts},
+        # total_max_attempts counts the first call; "max_attempts" here would count retries only.
+        retries={"mode": config.retry_mode, "total_max_attempts": config.max_attempts},
         read_timeout=READ_TIMEOUT_SECONDS,
         connect_timeout=5,
         max_pool_connections=max(10, config.request_concurrency + 2),
