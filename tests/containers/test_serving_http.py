@@ -89,11 +89,15 @@ def model(model_dir: Path):
     return load_model(model_dir)
 
 
-@pytest.fixture(scope="module")
-def sample() -> tuple[list[str], np.ndarray, str]:
-    """The inference CSV: header names, feature matrix, and its rows as CSV text without header."""
+def load_sample() -> tuple[list[str], np.ndarray, list[str]]:
+    """The inference CSV: header names, feature matrix, and its rows as CSV lines."""
     header, *lines = INFERENCE_CSV.read_text().splitlines()
     return header.split(","), np.loadtxt(INFERENCE_CSV, delimiter=",", skiprows=1), lines
+
+
+@pytest.fixture(scope="module")
+def sample() -> tuple[list[str], np.ndarray, list[str]]:
+    return load_sample()
 
 
 def instances_as_objects(names: list[str], matrix: np.ndarray) -> list[dict[str, float]]:
@@ -297,9 +301,11 @@ def test_payload_at_the_6_mb_limit_is_served(server, sample):
     assert len(answer.decode().splitlines()) == len(records)
 
 
-@pytest.mark.parametrize("declared", [LIMIT + 1, 50 * LIMIT])
-def test_a_body_over_the_limit_is_413_by_content_length_before_it_is_sent(server, declared):
-    """Like a client sending ``Expect: 100-continue``: the answer comes before the body."""
+def refused_before_the_body(server: ModelServer, declared: int) -> tuple[int, str]:
+    """Announce a body of ``declared`` bytes with ``Expect: 100-continue`` and send none of it.
+
+    A server that only rejects after reading would never answer; ours answers 413 at once.
+    """
     conn = http.client.HTTPConnection(server.url.removeprefix("http://"), timeout=10)
     conn.putrequest("POST", "/invocations")
     conn.putheader("Content-Type", CSV)
@@ -309,6 +315,12 @@ def test_a_body_over_the_limit_is_413_by_content_length_before_it_is_sent(server
     response = conn.getresponse()
     status, error = response.status, json.loads(response.read())["error"]
     conn.close()
+    return status, error
+
+
+@pytest.mark.parametrize("declared", [LIMIT + 1, 50 * LIMIT])
+def test_a_body_over_the_limit_is_413_by_content_length_before_it_is_sent(server, declared):
+    status, error = refused_before_the_body(server, declared)
     assert status == 413
     assert f"request body is {declared} bytes; the limit is {LIMIT} bytes (6 MB)" in error
 

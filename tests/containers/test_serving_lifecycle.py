@@ -1,0 +1,283 @@
+"""How ``serve`` starts, fails, behaves under load and stops: the process, not the routes."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from model_kit.serving.config import available_cpus
+from model_kit.serving.server import THREADS_PER_WORKER
+from test_serving_http import (
+    CSV,
+    bodies,
+    body_of_exactly,
+    invoke,
+    load_sample,
+    read_only_ml_root,
+    refused_before_the_body,
+    request,
+)
+
+from local.model_server import SERVE_PROGRAM, start_model_server
+from local.s3_server import free_port
+
+MIB = 1024 * 1024
+
+
+@pytest.fixture(scope="module")
+def ml_root(tmp_path_factory: pytest.TempPathFactory, trained_model_dir: Path) -> Path:
+    return read_only_ml_root(tmp_path_factory.mktemp("lifecycle_ml_root"), trained_model_dir)
+
+
+@pytest.fixture(scope="module")
+def sample():
+    return load_sample()
+
+
+def run_serve(tmp_path: Path, ml_root: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    """``serve`` called by path from an unrelated working directory, expected to exit."""
+    return subprocess.run(
+        [sys.executable, str(SERVE_PROGRAM)],
+        cwd=tmp_path,
+        env={
+            **os.environ,
+            "ML_ROOT": str(ml_root),
+            "SAGEMAKER_BIND_TO_PORT": str(free_port()),
+            **env,
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_serve_is_an_executable_python3_script():
+    assert os.access(SERVE_PROGRAM, os.X_OK)
+    assert SERVE_PROGRAM.read_text().startswith("#!/usr/bin/env python3\n")
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "allowed"),
+    [
+        ("SAGEMAKER_MODEL_SERVER_WORKERS", "four", "a whole number from 1 to 256"),
+        ("SAGEMAKER_MODEL_SERVER_WORKERS", "0", "a whole number from 1 to 256"),
+        ("SAGEMAKER_MODEL_SERVER_TIMEOUT", "-5", "a whole number of seconds from 1 to 3600"),
+        ("SAGEMAKER_BIND_TO_PORT", "70000", "a whole number from 1 to 65535"),
+        ("SAGEMAKER_BATCH", "yes", "expected 'true' or 'false'"),
+        ("SAGEMAKER_BATCH_STRATEGY", "ALL", "expected one of MULTI_RECORD, SINGLE_RECORD"),
+    ],
+)
+def test_an_invalid_environment_value_fails_naming_variable_value_and_allowed(
+    tmp_path, ml_root, variable, value, allowed
+):
+    result = run_serve(tmp_path, ml_root, **{variable: value})
+    assert result.returncode == 2
+    assert f"{variable}={value!r} is not allowed" in result.stderr
+    assert allowed in result.stderr
+
+
+def test_batch_payload_above_100_mb_is_refused_at_start(tmp_path, ml_root):
+    result = run_serve(tmp_path, ml_root, SAGEMAKER_BATCH="true", SAGEMAKER_MAX_PAYLOAD_IN_MB="101")
+    assert result.returncode == 2
+    assert "SAGEMAKER_MAX_PAYLOAD_IN_MB='101' is not allowed" in result.stderr
+    assert "from 1 to 100" in result.stderr
+
+
+def test_a_missing_model_exits_non_zero_naming_the_path(tmp_path):
+    result = run_serve(tmp_path, tmp_path / "empty_root")
+    assert result.returncode == 1
+    model_dir = tmp_path / "empty_root" / "model"
+    assert f"cannot load the model from {model_dir}" in result.stderr
+    assert "model.txt not found" in result.stderr
+
+
+def test_a_corrupt_model_exits_non_zero_naming_the_path(tmp_path, trained_model_dir):
+    root = tmp_path / "root"
+    (root / "model").mkdir(parents=True)
+    (root / "model" / "metadata.json").write_text((trained_model_dir / "metadata.json").read_text())
+    (root / "model" / "model.txt").write_text("this is not a LightGBM model\n")
+    result = run_serve(tmp_path, root)
+    assert result.returncode == 1
+    assert f"cannot load the model from {root / 'model'}" in result.stderr
+
+
+def test_a_port_in_use_fails_clearly(tmp_path, ml_root):
+    with socket.socket() as taken:
+        taken.bind(("0.0.0.0", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run_serve(tmp_path, ml_root, SAGEMAKER_BIND_TO_PORT=str(port))
+    assert result.returncode == 1
+    assert f"cannot listen on 0.0.0.0:{port} (SAGEMAKER_BIND_TO_PORT)" in result.stderr
+
+
+def test_connections_are_accepted_early_and_ping_is_200_only_after_the_model_loaded(ml_root):
+    """The socket is bound before the model loads; requests wait instead of failing."""
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, str(SERVE_PROGRAM)],
+        env={**os.environ, "ML_ROOT": str(ml_root), "SAGEMAKER_BIND_TO_PORT": str(port)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=20)
+                conn.connect()
+                break
+            except ConnectionRefusedError:
+                assert time.monotonic() < deadline, "serve never accepted a connection"
+                time.sleep(0.005)
+        conn.request("GET", "/ping")
+        assert conn.getresponse().status == 200
+        conn.close()
+    finally:
+        process.terminate()
+        output, _ = process.communicate(timeout=30)
+    assert output.index("model loaded from") < output.index("Booting worker")
+
+
+def test_sigterm_lets_an_in_flight_request_finish_then_exits(ml_root, sample):
+    server = start_model_server(ml_root, workers=1)
+    body = bodies(sample, CSV)
+    host, port = server.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=30) as client:
+        head = "POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: text/csv\r\n"
+        client.sendall(f"{head}Content-Length: {len(body)}\r\n\r\n".encode() + body[:100])
+        time.sleep(0.5)  # the worker now waits for the rest of the body
+        stopping_at = time.monotonic()
+        server.process.send_signal(15)
+        time.sleep(0.5)
+        client.sendall(body[100:])
+        response = b""
+        while chunk := client.recv(65536):
+            response += chunk
+            if response.count(b"\n") > len(sample[2]) + 5:
+                break
+    assert response.startswith(b"HTTP/1.1 200 OK")
+    labels = response.split(b"\r\n\r\n", 1)[1].decode().splitlines()
+    assert len(labels) == len(sample[2])
+    assert server.process.wait(timeout=30) == 0
+    assert time.monotonic() - stopping_at < 30
+
+
+@pytest.fixture(scope="module")
+def batch_server(ml_root):
+    env = {"SAGEMAKER_BATCH": "true", "SAGEMAKER_MAX_PAYLOAD_IN_MB": "8"}
+    with start_model_server(ml_root, workers=1, env=env) as running:
+        yield running
+
+
+def test_batch_mode_raises_the_payload_limit_to_sagemaker_max_payload_in_mb(batch_server, sample):
+    status, _, answer = invoke(batch_server, body_of_exactly(8 * MIB, sample), CSV, CSV)
+    assert status == 200
+    assert answer.count(b"\n") > 30_000
+    status, error = refused_before_the_body(batch_server, 8 * MIB + 1)
+    assert status == 413
+    assert f"the limit is {8 * MIB} bytes (8 MB)" in error
+    status, _, parameters = request(batch_server, "GET", "/execution-parameters")
+    assert json.loads(parameters) == {
+        "MaxConcurrentTransforms": 1,
+        "BatchStrategy": "MULTI_RECORD",
+        "MaxPayloadInMB": 8,
+    }
+
+
+@pytest.fixture(scope="module")
+def two_workers(ml_root):
+    with start_model_server(ml_root, workers=2) as running:
+        deadline = time.monotonic() + 10
+        while running.log().count("ready: predictions use") < 2:
+            assert time.monotonic() < deadline, running.log()
+            time.sleep(0.05)
+        yield running
+
+
+def worker_pids(server) -> list[int]:
+    master = server.process.pid
+    return [int(pid) for pid in Path(f"/proc/{master}/task/{master}/children").read_text().split()]
+
+
+def thread_count(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/task"))
+
+
+def big_requests(server, body: bytes, count: int) -> list[int]:
+    statuses: list[int] = []
+
+    def send() -> None:
+        statuses.append(invoke(server, body, CSV, CSV)[0])
+
+    threads = [threading.Thread(target=send) for _ in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return statuses
+
+
+def test_ping_answers_within_2_s_while_5_mb_predictions_run(two_workers, sample):
+    body = body_of_exactly(5 * MIB, sample)
+    stop = threading.Event()
+    statuses: list[int] = []
+
+    def load() -> None:
+        while not stop.is_set():
+            statuses.append(invoke(two_workers, body, CSV, CSV)[0])
+
+    loaders = [threading.Thread(target=load) for _ in range(4)]
+    for loader in loaders:
+        loader.start()
+    slowest = 0.0
+    try:
+        time.sleep(0.3)
+        for _ in range(15):
+            started = time.monotonic()
+            assert request(two_workers, "GET", "/ping")[0] == 200
+            slowest = max(slowest, time.monotonic() - started)
+            time.sleep(0.1)
+    finally:
+        stop.set()
+        for loader in loaders:
+            loader.join()
+    assert statuses and set(statuses) == {200}
+    assert slowest < 2.0
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="reads thread counts from /proc")
+def test_several_workers_predict_with_one_openmp_thread_each(two_workers, sample):
+    """No OpenMP team appears in a worker: its threads are gunicorn's own and no more."""
+    assert "predictions use 1 OpenMP thread(s)" in two_workers.log()
+    pids = worker_pids(two_workers)
+    assert len(pids) == 2
+    before = {pid: thread_count(pid) for pid in pids}
+    body = bodies(sample, CSV) * 50
+    assert set(big_requests(two_workers, body, 4 * THREADS_PER_WORKER)) == {200}
+    for pid in pids:
+        assert thread_count(pid) - before[pid] <= THREADS_PER_WORKER
+
+
+@pytest.mark.skipif(
+    sys.platform != "linux" or available_cpus() < 2, reason="needs /proc and 2 CPUs"
+)
+def test_a_single_worker_predicts_with_every_cpu(ml_root, sample):
+    """The control for the test above: with one worker, OpenMP threads do appear."""
+    with start_model_server(ml_root, workers=1) as server:
+        assert f"predictions use {available_cpus()} OpenMP thread(s)" in server.log()
+        [pid] = worker_pids(server)
+        before = thread_count(pid)
+        body = bodies(sample, CSV) * 50
+        assert set(big_requests(server, body, 2 * THREADS_PER_WORKER)) == {200}
+        assert thread_count(pid) - before > THREADS_PER_WORKER
