@@ -4,16 +4,25 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 PY_STAMP := $(VENV)/.installed
+NODE_STAMP := node_modules/.installed
 
-.PHONY: setup test lint clean
+.PHONY: setup test lint clean synth
 
-setup: $(PY_STAMP)
+setup: $(PY_STAMP) $(NODE_STAMP)
 
 $(PY_STAMP): requirements.txt requirements-dev.txt containers/requirements-model.txt \
 		containers/requirements-training.txt containers/requirements-inference.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	touch $@
+
+# The pinned CDK CLI and Node 22 (package-lock.json); `npx cdk` runs both from node_modules/.bin.
+$(NODE_STAMP): package.json package-lock.json
+	npm ci --no-audit --no-fund
+	touch $@
+
+synth: setup
+	npx cdk synth --quiet
 
 lint: setup
 	$(PY) -m ruff check .

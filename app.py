@@ -1,0 +1,102 @@
+#!/usr/bin/env python3
+"""The CDK app: six stacks wired as in DESIGN.md; the only place that reads the config.
+
+Storage ──buckets──▶ Iam ◀──images── Registry
+   ├──data/models──▶ Training ──ModelDataUrl──▶ Serving ──endpoint name──▶ Client
+   └──input/output buckets (by name) ───────────────────────────────────▶ Client
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import aws_cdk as cdk
+from aws_cdk import Validations
+from cdk_nag import AwsSolutionsChecks
+
+from constructs_lib.log_retention import retention
+from constructs_lib.s3_location import S3Location
+from constructs_lib.template_hygiene import drop_implied_dependencies
+from stacks.client_stack import ClientStack
+from stacks.config import AppConfig
+from stacks.iam_stack import IamStack
+from stacks.registry_stack import RegistryStack
+from stacks.serving_stack import ServingStack
+from stacks.storage_stack import StorageStack
+from stacks.training_stack import TrainingStack
+
+
+def build_app(context: dict[str, Any] | None = None, outdir: str | None = None) -> cdk.App:
+    """Composes the stacks; tests call this with their own context and output directory."""
+    app = cdk.App(context=context, outdir=outdir)
+    config = AppConfig.from_context(app.node)
+    # Env-agnostic unless the CLI knows the account: `cdk synth` needs no credentials.
+    env = cdk.Environment(
+        account=os.environ.get("CDK_DEFAULT_ACCOUNT"), region=os.environ.get("CDK_DEFAULT_REGION")
+    )
+    prefix = config.name_prefix
+    retain_days = retention(config.log_retention_days)
+
+    storage = StorageStack(app, f"{prefix}-storage", config=config.storage, env=env)
+    registry = RegistryStack(app, f"{prefix}-registry", name_prefix=prefix, env=env)
+    iam = IamStack(
+        app,
+        f"{prefix}-iam",
+        name_prefix=prefix,
+        channels=[channel.location for channel in storage.channels],
+        models=S3Location(storage.models_bucket.bucket_name, ""),
+        input_bucket=S3Location(storage.input_bucket.bucket_name, ""),
+        output_bucket=S3Location(storage.output_bucket.bucket_name, ""),
+        repositories=[registry.training_image.repository, registry.inference_image.repository],
+        endpoint_name=config.serving.endpoint_name,
+        use_spot=config.training.use_spot,
+        data_capture=config.serving.data_capture,
+        env=env,
+    )
+    iam.add_stack_dependency(registry, "the roles pull the registry's images")
+    training = TrainingStack(
+        app,
+        f"{prefix}-training",
+        name_prefix=prefix,
+        config=config.training,
+        role=iam.sagemaker_role,
+        image_uri=registry.training_image.image_uri,
+        channels=storage.channels,
+        data_version=storage.data_version,
+        training_output=iam.training_output,
+        checkpoints=iam.checkpoints,
+        log_retention=retain_days,
+        env=env,
+    )
+    training.add_stack_dependency(storage, "the dataset must be uploaded before training reads it")
+    serving = ServingStack(
+        app,
+        f"{prefix}-serving",
+        config=config.serving,
+        role=iam.sagemaker_role,
+        image_uri=registry.inference_image.image_uri,
+        model_data_url=training.model_data_url,
+        data_capture=iam.data_capture,
+        env=env,
+    )
+    client = ClientStack(
+        app,
+        f"{prefix}-client",
+        name_prefix=prefix,
+        config=config.client,
+        role_arn=iam.client_role.role_arn,
+        input_bucket_name=storage.input_bucket.bucket_name,
+        output_bucket_name=storage.output_bucket.bucket_name,
+        endpoint_name=serving.endpoint_name,
+        log_retention=retain_days,
+        env=env,
+    )
+    client.add_stack_dependency(serving, "the client calls the endpoint")
+    drop_implied_dependencies(app)
+    Validations.of(app).add_plugins(AwsSolutionsChecks(app))
+    return app
+
+
+if __name__ == "__main__":
+    build_app().synth()

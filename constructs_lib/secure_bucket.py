@@ -1,0 +1,67 @@
+"""An S3 bucket that is secure by default: encrypted, SSL-only, private, access-logged."""
+
+from __future__ import annotations
+
+from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import aws_s3 as s3
+from constructs import Construct
+
+
+def secure_bucket(
+    scope: Construct,
+    construct_id: str,
+    *,
+    access_logs: s3.IBucket,
+    versioned: bool,
+    removal_policy: RemovalPolicy,
+    expiration_days: int | None = None,
+    noncurrent_version_expiration_days: int | None = None,
+) -> s3.Bucket:
+    """A private bucket logging to `access_logs` under `<construct id>/`.
+
+    Lifecycle rules keep storage bounded: incomplete multipart uploads are aborted, and
+    objects (or old versions) expire when the caller says they are scratch data.
+    """
+    rule = s3.LifecycleRule(
+        abort_incomplete_multipart_upload_after=Duration.days(7),
+        expiration=Duration.days(expiration_days) if expiration_days else None,
+        noncurrent_version_expiration=(
+            Duration.days(noncurrent_version_expiration_days)
+            if noncurrent_version_expiration_days and versioned
+            else None
+        ),
+    )
+    return s3.Bucket(
+        scope,
+        construct_id,
+        encryption=s3.BucketEncryption.S3_MANAGED,
+        enforce_ssl=True,
+        block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+        object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+        versioned=versioned,
+        server_access_logs_bucket=access_logs,
+        server_access_logs_prefix=f"{construct_id}/",
+        lifecycle_rules=[rule],
+        removal_policy=removal_policy,
+    )
+
+
+def access_log_bucket(
+    scope: Construct, construct_id: str, *, expiration_days: int, removal_policy: RemovalPolicy
+) -> s3.Bucket:
+    """The bucket that receives the other buckets' server access logs."""
+    return s3.Bucket(
+        scope,
+        construct_id,
+        encryption=s3.BucketEncryption.S3_MANAGED,
+        enforce_ssl=True,
+        block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+        object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+        lifecycle_rules=[
+            s3.LifecycleRule(
+                expiration=Duration.days(expiration_days),
+                abort_incomplete_multipart_upload_after=Duration.days(7),
+            )
+        ],
+        removal_policy=removal_policy,
+    )

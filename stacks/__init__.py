@@ -1,0 +1,1 @@
+"""One module per deployment unit (stack), plus the typed config that `app.py` reads."""

@@ -1,0 +1,170 @@
+"""The client Lambda: scores every file uploaded to the inference input bucket."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from aws_cdk import Aws, CfnOutput, Duration, RemovalPolicy, Stack
+from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_lambda_destinations as destinations
+from aws_cdk import aws_lambda_event_sources as event_sources
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_sqs as sqs
+from constructs import Construct
+
+from constructs_lib.nag import acknowledge
+from stacks.config import ClientConfig
+from stacks.iam_stack import client_failure_queue_name, client_function_name
+
+LAMBDA_DIR = Path(__file__).resolve().parent.parent / "lambda_fn"
+LAMBDA_EXCLUDE = ["**/__pycache__", "**/*.pyc", "**/.pytest_cache", "**/.venv", "tests"]
+# The extensions the client knows how to read (see lambda_fn/).
+SUPPORTED_SUFFIXES = (".csv", ".json", ".jsonl", ".jsonlines")
+RUNTIME = lambda_.Runtime.PYTHON_3_14
+
+
+class ClientStack(Stack):
+    """Holds the S3 notification itself: the input bucket is imported by name, so the storage
+    stack never depends on this one (no cycle).
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        name_prefix: str,
+        config: ClientConfig,
+        role_arn: str,
+        input_bucket_name: str,
+        output_bucket_name: str,
+        endpoint_name: str,
+        log_retention: logs.RetentionDays,
+        **kwargs,
+    ) -> None:
+        super().__init__(scope, construct_id, **kwargs)
+        failures = sqs.Queue(
+            self,
+            "FailedEvents",
+            queue_name=client_failure_queue_name(name_prefix),
+            encryption=sqs.QueueEncryption.SQS_MANAGED,
+            enforce_ssl=True,
+            retention_period=Duration.days(14),
+        )
+        acknowledge(
+            failures,
+            "SQS3",
+            "This queue is itself the Lambda's on-failure destination (the last stop).",
+        )
+        function_name = client_function_name(name_prefix)
+        function = lambda_.Function(
+            self,
+            "Function",
+            function_name=function_name,
+            runtime=RUNTIME,
+            handler="lambda_function.lambda_handler",
+            code=lambda_.Code.from_asset(str(LAMBDA_DIR), exclude=LAMBDA_EXCLUDE),
+            # Imported immutable: its policy lives in the IAM stack, scoped to this function.
+            role=iam.Role.from_role_arn(self, "Role", role_arn, mutable=False),
+            memory_size=config.memory_mb,
+            timeout=Duration.seconds(config.timeout_seconds),
+            reserved_concurrent_executions=config.reserved_concurrency,
+            retry_attempts=config.retry_attempts,
+            max_event_age=Duration.seconds(config.max_event_age_seconds),
+            on_failure=destinations.SqsDestination(failures),
+            environment={
+                "INFERENCE_OUTPUT_BUCKET": output_bucket_name,
+                "MODEL_ENDPOINT": endpoint_name,
+                "MAX_REQUEST_BYTES": str(config.max_request_bytes),
+                "REQUEST_CONCURRENCY": str(config.request_concurrency),
+            },
+            log_group=logs.LogGroup(
+                self,
+                "Logs",
+                log_group_name=f"/aws/lambda/{function_name}",
+                retention=log_retention,
+                removal_policy=RemovalPolicy.DESTROY,
+            ),
+        )
+        input_bucket = s3.Bucket.from_bucket_attributes(
+            self,
+            "InputBucket",
+            bucket_name=input_bucket_name,
+            notifications_handler_role=self._notifications_role(input_bucket_name),
+        )
+        for suffix in SUPPORTED_SUFFIXES:
+            function.add_event_source(
+                event_sources.S3EventSourceV2(
+                    input_bucket,
+                    events=[s3.EventType.OBJECT_CREATED],
+                    filters=[s3.NotificationKeyFilter(suffix=suffix)],
+                )
+            )
+        self._alarms(config, function, failures)
+        CfnOutput(self, "InputBucketName", value=input_bucket_name)
+        CfnOutput(self, "OutputBucketName", value=output_bucket_name)
+        CfnOutput(self, "EndpointName", value=endpoint_name)
+        CfnOutput(
+            self,
+            "ScoreFileCommand",
+            description="Scores the bundled sample file and prints the predictions.",
+            value=(
+                f"aws s3 cp data/inference/inference.csv s3://{input_bucket_name}/inference.csv"
+                f" && sleep 30 && aws s3 cp s3://{output_bucket_name}/inference.csv.out -"
+            ),
+        )
+
+    def _notifications_role(self, bucket_name: str) -> iam.IRole:
+        """CDK's notification handler may configure this one bucket's notifications only."""
+        role = iam.Role(
+            self,
+            "NotificationsHandlerRole",
+            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+            description="Puts the input bucket's event notification for the client Lambda.",
+            managed_policies=[
+                iam.ManagedPolicy.from_aws_managed_policy_name(
+                    "service-role/AWSLambdaBasicExecutionRole"
+                )
+            ],
+        )
+        role.add_to_policy(
+            iam.PolicyStatement(
+                actions=["s3:PutBucketNotification", "s3:GetBucketNotification"],
+                resources=[f"arn:{Aws.PARTITION}:s3:::{bucket_name}"],
+            )
+        )
+        acknowledge(
+            role,
+            "IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/"
+            "AWSLambdaBasicExecutionRole]",
+            "CDK's notification handler gets a generated function name, so its log group is "
+            "not known here; the AWS policy grants only CloudWatch Logs writes.",
+        )
+        return role.without_policy_updates()
+
+    def _alarms(self, config: ClientConfig, function: lambda_.Function, queue: sqs.Queue) -> None:
+        cloudwatch.Alarm(
+            self,
+            "ErrorsAlarm",
+            metric=function.metric_errors(period=Duration.minutes(5), statistic="Sum"),
+            threshold=config.alarm_errors_threshold,
+            evaluation_periods=1,
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+            alarm_description="The client Lambda raised errors.",
+        )
+        cloudwatch.Alarm(
+            self,
+            "FailedEventsAlarm",
+            metric=queue.metric_approximate_number_of_messages_visible(
+                period=Duration.minutes(5), statistic="Maximum"
+            ),
+            threshold=config.alarm_dead_letters_threshold,
+            evaluation_periods=1,
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+            alarm_description="Events the client could not score after its retries.",
+        )

@@ -1,0 +1,527 @@
+"""The app's typed configuration: one context key, parsed and validated once in `app.py`.
+
+Defaults live in `cdk.json` under the context key `config`; any leaf can be overridden on the
+command line with a dotted key, e.g. `npx cdk synth -c config.training.max_run_seconds=1800`.
+Command-line values arrive as strings, so every field accepts the string form of its type.
+A bad value raises `ConfigError` naming the key, the value and what is allowed, so synth fails
+before anything reaches CloudFormation.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+CONTEXT_KEY = "config"
+
+# CloudFormation gives a custom resource at most one hour (ServiceTimeout 1-3600 s).
+CUSTOM_RESOURCE_LIMIT_SECONDS = 3600
+# Instance provisioning, image download and model upload happen outside MaxRuntimeInSeconds.
+TRAINING_STARTUP_MARGIN_SECONDS = 600
+# CloudFormation's ServiceTimeout must exceed the Provider's own total timeout.
+PROVIDER_MARGIN_SECONDS = 120
+LONGEST_TRAINING_WAIT_SECONDS = (
+    CUSTOM_RESOURCE_LIMIT_SECONDS - TRAINING_STARTUP_MARGIN_SECONDS - PROVIDER_MARGIN_SECONDS
+)
+
+INSTANCE_TYPE_PATTERN = re.compile(r"^ml\.[a-z0-9]+\.[a-z0-9]+$")
+SAGEMAKER_NAME_PATTERN = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
+NAME_PREFIX_PATTERN = re.compile(r"^[a-z][a-z0-9-]{1,19}$")
+S3_URI_PATTERN = re.compile(r"^s3://([a-z0-9][a-z0-9.-]{1,61}[a-z0-9])/(.+?)/?$")
+
+# The retention periods CloudWatch Logs accepts.
+LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827)
+
+# The training container's hyperparameters (see containers/) and the type each must parse as.
+HYPERPARAMETER_TYPES: dict[str, type] = {
+    "target": str,
+    "learning_rate": float,
+    "num_iterations": int,
+    "num_leaves": int,
+    "max_depth": int,
+    "min_data_in_leaf": int,
+    "feature_fraction": float,
+    "lambda_l2": float,
+    "early_stopping_rounds": int,
+    "validation_fraction": float,
+    "seed": int,
+}
+
+
+class ConfigError(ValueError):
+    """A configuration value that cannot be deployed; the message says which and why."""
+
+
+def _describe(value: Any) -> str:
+    return json.dumps(value) if not isinstance(value, str) else repr(value)
+
+
+class _Section:
+    """Reads typed values out of one mapping and names the full key in every error."""
+
+    def __init__(self, raw: Any, path: str, allowed: set[str]) -> None:
+        if not isinstance(raw, Mapping):
+            raise ConfigError(f"{path}: expected an object, got {_describe(raw)}")
+        unknown = sorted(set(raw) - allowed)
+        if unknown:
+            raise ConfigError(
+                f"{path}.{unknown[0]}: unknown key; allowed keys: {', '.join(sorted(allowed))}"
+            )
+        self.raw = raw
+        self.path = path
+
+    def key(self, name: str) -> str:
+        return f"{self.path}.{name}"
+
+    def fail(self, name: str, value: Any, allowed: str) -> ConfigError:
+        return ConfigError(f"{self.key(name)}: got {_describe(value)}; allowed: {allowed}")
+
+    def get(self, name: str, default: Any = None) -> Any:
+        return self.raw.get(name, default)
+
+    def string(self, name: str, pattern: re.Pattern[str], allowed: str) -> str:
+        value = self.raw.get(name)
+        if not isinstance(value, str) or not pattern.match(value):
+            raise self.fail(name, value, allowed)
+        return value
+
+    def integer(self, name: str, low: int, high: int) -> int:
+        value = self.raw.get(name)
+        allowed = f"an integer from {low} to {high}"
+        if isinstance(value, bool):
+            raise self.fail(name, value, allowed)
+        if isinstance(value, str) and re.fullmatch(r"-?\d+", value.strip()):
+            number = int(value)
+        elif isinstance(value, int):
+            number = value
+        else:
+            raise self.fail(name, value, allowed)
+        if not low <= number <= high:
+            raise self.fail(name, value, allowed)
+        return number
+
+    def number(self, name: str, low: float, high: float) -> float:
+        value = self.raw.get(name)
+        allowed = f"a number from {low} to {high}"
+        try:
+            number = float(value) if not isinstance(value, bool) else None
+        except (TypeError, ValueError):
+            number = None
+        if number is None or not low <= number <= high:
+            raise self.fail(name, value, allowed)
+        return number
+
+    def integer_in(self, name: str, choices: tuple[int, ...]) -> int:
+        number = self.integer(name, min(choices), max(choices))
+        if number not in choices:
+            raise self.fail(name, self.raw.get(name), f"one of {', '.join(map(str, choices))}")
+        return number
+
+    def boolean(self, name: str) -> bool:
+        value = self.raw.get(name)
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false"):
+            return value.lower() == "true"
+        raise self.fail(name, value, "true or false")
+
+    def choice(self, name: str, choices: tuple[str, ...]) -> str:
+        value = self.raw.get(name)
+        if value not in choices:
+            raise self.fail(name, value, " or ".join(choices))
+        return value
+
+    def instance_type(self, name: str) -> str:
+        return self.string(
+            name,
+            INSTANCE_TYPE_PATTERN,
+            "a SageMaker instance type starting with 'ml.', e.g. 'ml.m5.large'",
+        )
+
+
+@dataclass(frozen=True)
+class DatasetConfig:
+    """Where training reads its channels; None means the bundled sample dataset."""
+
+    training_uri: str | None
+    validation_uri: str | None
+    version: str | None
+
+    @property
+    def is_bundled(self) -> bool:
+        return self.training_uri is None
+
+
+@dataclass(frozen=True)
+class StorageConfig:
+    removal_policy: str
+    noncurrent_version_expiration_days: int
+    scored_object_expiration_days: int
+    access_log_expiration_days: int
+    dataset: DatasetConfig
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    instance_type: str
+    instance_count: int
+    volume_size_gb: int
+    max_run_seconds: int
+    use_spot: bool
+    max_wait_seconds: int | None
+    hyperparameters: dict[str, str]
+    metric_definitions: list[dict[str, str]]
+
+    @property
+    def wait_budget_seconds(self) -> int:
+        """How long CloudFormation must be willing to wait for the job, margins included."""
+        job_seconds = self.max_wait_seconds if self.use_spot else self.max_run_seconds
+        return int(job_seconds or 0) + TRAINING_STARTUP_MARGIN_SECONDS
+
+
+@dataclass(frozen=True)
+class AutoscalingConfig:
+    min_capacity: int
+    max_capacity: int
+    target_invocations_per_instance: int
+
+
+@dataclass(frozen=True)
+class ServingConfig:
+    endpoint_name: str
+    instance_type: str
+    initial_instance_count: int
+    model_server_workers: int
+    model_server_timeout_seconds: int
+    data_capture: bool
+    data_capture_sampling_percentage: int
+    autoscaling: AutoscalingConfig
+    alarm_5xx_errors_threshold: int
+    alarm_model_latency_p99_ms: int
+    blue_green_wait_seconds: int
+
+
+@dataclass(frozen=True)
+class ClientConfig:
+    reserved_concurrency: int
+    memory_mb: int
+    timeout_seconds: int
+    retry_attempts: int
+    max_event_age_seconds: int
+    max_request_bytes: int
+    request_concurrency: int
+    alarm_errors_threshold: int
+    alarm_dead_letters_threshold: int
+
+
+@dataclass(frozen=True)
+class AppConfig:
+    name_prefix: str
+    log_retention_days: int
+    storage: StorageConfig
+    training: TrainingConfig
+    serving: ServingConfig
+    client: ClientConfig
+
+    @classmethod
+    def from_context(cls, node: Any) -> AppConfig:
+        """Reads `config` plus every dotted `config.a.b=value` override from the CDK context."""
+        base = node.try_get_context(CONTEXT_KEY)
+        overrides = {
+            key: node.try_get_context(key)
+            for key in _context_keys(node)
+            if key.startswith(f"{CONTEXT_KEY}.")
+        }
+        return cls.parse(apply_overrides(base or {}, overrides))
+
+    @classmethod
+    def parse(cls, raw: Any) -> AppConfig:
+        root = _Section(raw, CONTEXT_KEY, _ROOT)
+        return cls(
+            name_prefix=root.string(
+                "name_prefix",
+                NAME_PREFIX_PATTERN,
+                "2-20 lowercase letters, digits or hyphens, starting with a letter",
+            ),
+            log_retention_days=root.integer_in("log_retention_days", LOG_RETENTION_DAYS),
+            storage=_parse_storage(
+                _Section(root.get("storage", {}), root.key("storage"), _STORAGE)
+            ),
+            training=_parse_training(
+                _Section(root.get("training", {}), root.key("training"), _TRAINING)
+            ),
+            serving=_parse_serving(
+                _Section(root.get("serving", {}), root.key("serving"), _SERVING)
+            ),
+            client=_parse_client(_Section(root.get("client", {}), root.key("client"), _CLIENT)),
+        )
+
+
+def _context_keys(node: Any) -> list[str]:
+    """Context keys given with `-c`; the CLI hands them to the app in CDK_CONTEXT_JSON."""
+    return [key for key in node.get_all_context() if isinstance(key, str)]
+
+
+def apply_overrides(base: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """Returns a deep copy of `base` with each `config.a.b` override set at path a.b.
+
+    A value that is valid JSON (a number, a list, an object) is decoded, so
+    `-c config.training.hyperparameters='{"seed": "7"}'` works as well as scalars.
+    """
+    merged: dict[str, Any] = json.loads(json.dumps(base))
+    for dotted, value in sorted(overrides.items()):
+        parts = dotted.split(".")[1:]
+        target = merged
+        for part in parts[:-1]:
+            child = target.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"{dotted}: {part} is not an object, cannot set a key inside it")
+            target = child
+        target[parts[-1]] = _decode(value)
+    return merged
+
+
+def _decode(value: Any) -> Any:
+    if isinstance(value, str) and value[:1] in ("{", "["):
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError as error:
+            raise ConfigError(f"value {value!r} looks like JSON but is not: {error}") from error
+    return value
+
+
+_ROOT = {"name_prefix", "log_retention_days", "storage", "training", "serving", "client"}
+_STORAGE = {
+    "removal_policy",
+    "noncurrent_version_expiration_days",
+    "scored_object_expiration_days",
+    "access_log_expiration_days",
+    "dataset",
+}
+_DATASET = {"training_uri", "validation_uri", "version"}
+_TRAINING = {
+    "instance_type",
+    "instance_count",
+    "volume_size_gb",
+    "max_run_seconds",
+    "use_spot",
+    "max_wait_seconds",
+    "hyperparameters",
+    "metric_definitions",
+}
+_SERVING = {
+    "endpoint_name",
+    "instance_type",
+    "initial_instance_count",
+    "model_server_workers",
+    "model_server_timeout_seconds",
+    "data_capture",
+    "data_capture_sampling_percentage",
+    "autoscaling",
+    "alarm_5xx_errors_threshold",
+    "alarm_model_latency_p99_ms",
+    "blue_green_wait_seconds",
+    "accelerator_type",
+}
+_AUTOSCALING = {"min_capacity", "max_capacity", "target_invocations_per_instance"}
+_CLIENT = {
+    "reserved_concurrency",
+    "memory_mb",
+    "timeout_seconds",
+    "retry_attempts",
+    "max_event_age_seconds",
+    "max_request_bytes",
+    "request_concurrency",
+    "alarm_errors_threshold",
+    "alarm_dead_letters_threshold",
+}
+
+
+def _parse_storage(section: _Section) -> StorageConfig:
+    return StorageConfig(
+        removal_policy=section.choice("removal_policy", ("retain", "destroy")),
+        noncurrent_version_expiration_days=section.integer(
+            "noncurrent_version_expiration_days", 1, 3650
+        ),
+        scored_object_expiration_days=section.integer("scored_object_expiration_days", 1, 3650),
+        access_log_expiration_days=section.integer("access_log_expiration_days", 1, 3650),
+        dataset=_parse_dataset(
+            _Section(section.get("dataset", {}), section.key("dataset"), _DATASET)
+        ),
+    )
+
+
+def _parse_dataset(section: _Section) -> DatasetConfig:
+    uris = {}
+    for name in ("training_uri", "validation_uri"):
+        value = section.get(name)
+        if value is not None:
+            uris[name] = section.string(
+                name, S3_URI_PATTERN, "null (the bundled dataset) or s3://bucket/prefix"
+            )
+    version = section.get("version")
+    if uris and "training_uri" not in uris:
+        raise section.fail(
+            "training_uri", None, "an s3://bucket/prefix URI whenever validation_uri is set"
+        )
+    if uris and (not isinstance(version, str) or not version.strip()):
+        raise section.fail(
+            "version",
+            version,
+            "a non-empty string that you change whenever the data under the URIs changes "
+            "(it is part of the training job's name, so a new version trains a new model)",
+        )
+    return DatasetConfig(
+        training_uri=uris.get("training_uri"),
+        validation_uri=uris.get("validation_uri"),
+        version=version if uris else None,
+    )
+
+
+def _parse_training(section: _Section) -> TrainingConfig:
+    max_run = section.integer("max_run_seconds", 60, LONGEST_TRAINING_WAIT_SECONDS)
+    use_spot = section.boolean("use_spot")
+    max_wait = None
+    if use_spot:
+        max_wait = section.integer("max_wait_seconds", 1, 10**6)
+        if max_wait < max_run:
+            raise section.fail(
+                "max_wait_seconds",
+                section.get("max_wait_seconds"),
+                f"at least max_run_seconds ({max_run}): spot waiting time includes the run time",
+            )
+        if max_wait > LONGEST_TRAINING_WAIT_SECONDS:
+            raise _too_long(section, "max_wait_seconds", max_wait)
+    elif section.get("max_wait_seconds") is not None:
+        raise section.fail(
+            "max_wait_seconds",
+            section.get("max_wait_seconds"),
+            "null unless use_spot is true (SageMaker rejects a wait time without managed spot)",
+        )
+    return TrainingConfig(
+        instance_type=section.instance_type("instance_type"),
+        instance_count=section.integer("instance_count", 1, 1),
+        volume_size_gb=section.integer("volume_size_gb", 1, 16384),
+        max_run_seconds=max_run,
+        use_spot=use_spot,
+        max_wait_seconds=max_wait,
+        hyperparameters=_parse_hyperparameters(section),
+        metric_definitions=_parse_metric_definitions(section),
+    )
+
+
+def _too_long(section: _Section, name: str, value: int) -> ConfigError:
+    return section.fail(
+        name,
+        value,
+        f"at most {LONGEST_TRAINING_WAIT_SECONDS} s: CloudFormation waits at most "
+        f"{CUSTOM_RESOURCE_LIMIT_SECONDS} s for a custom resource, and "
+        f"{TRAINING_STARTUP_MARGIN_SECONDS + PROVIDER_MARGIN_SECONDS} s of that are kept for "
+        "instance start-up, model upload and the provider",
+    )
+
+
+def _parse_hyperparameters(section: _Section) -> dict[str, str]:
+    raw = section.get("hyperparameters", {})
+    hyper = _Section(raw, section.key("hyperparameters"), set(HYPERPARAMETER_TYPES))
+    result = {}
+    for name, value in raw.items():
+        kind = HYPERPARAMETER_TYPES[name]
+        text = str(value).strip() if not isinstance(value, bool | dict | list) else None
+        valid = text is not None and text != ""
+        if valid and kind is not str:
+            try:
+                kind(text)
+            except ValueError:
+                valid = False
+        if not valid:
+            raise hyper.fail(name, value, f"a{'n' if kind is int else ''} {kind.__name__} value")
+        result[name] = text
+    return dict(sorted(result.items()))
+
+
+def _parse_metric_definitions(section: _Section) -> list[dict[str, str]]:
+    raw = section.get("metric_definitions")
+    key = section.key("metric_definitions")
+    if not isinstance(raw, list) or not raw:
+        raise section.fail("metric_definitions", raw, "a non-empty list of {Name, Regex}")
+    result = []
+    for index, item in enumerate(raw):
+        entry = _Section(item, f"{key}[{index}]", {"Name", "Regex"})
+        name, regex = entry.get("Name"), entry.get("Regex")
+        if not isinstance(name, str) or not re.fullmatch(r"[^:]{1,255}", name):
+            raise entry.fail("Name", name, "1-255 characters without ':'")
+        try:
+            groups = re.compile(regex).groups if isinstance(regex, str) else 0
+        except re.error:
+            groups = 0
+        if groups != 1:
+            raise entry.fail("Regex", regex, "a regular expression with exactly one group")
+        result.append({"Name": name, "Regex": regex})
+    return result
+
+
+def _parse_serving(section: _Section) -> ServingConfig:
+    if section.get("accelerator_type") is not None:
+        raise section.fail(
+            "accelerator_type",
+            section.get("accelerator_type"),
+            "null only: Amazon Elastic Inference ended in April 2024; choose a larger or a GPU "
+            "instance_type instead",
+        )
+    autoscaling = _Section(section.get("autoscaling", {}), section.key("autoscaling"), _AUTOSCALING)
+    min_capacity = autoscaling.integer("min_capacity", 1, 100)
+    max_capacity = autoscaling.integer("max_capacity", 1, 100)
+    if max_capacity < min_capacity:
+        raise autoscaling.fail(
+            "max_capacity", max_capacity, f"at least min_capacity ({min_capacity})"
+        )
+    initial = section.integer("initial_instance_count", 1, 100)
+    if not min_capacity <= initial <= max_capacity:
+        raise section.fail(
+            "initial_instance_count",
+            initial,
+            f"between autoscaling.min_capacity ({min_capacity}) and max_capacity ({max_capacity})",
+        )
+    return ServingConfig(
+        endpoint_name=section.string(
+            "endpoint_name",
+            SAGEMAKER_NAME_PATTERN,
+            "1-63 letters, digits or hyphens, starting and ending with a letter or digit",
+        ),
+        instance_type=section.instance_type("instance_type"),
+        initial_instance_count=initial,
+        model_server_workers=section.integer("model_server_workers", 1, 64),
+        model_server_timeout_seconds=section.integer("model_server_timeout_seconds", 1, 60),
+        data_capture=section.boolean("data_capture"),
+        data_capture_sampling_percentage=section.integer(
+            "data_capture_sampling_percentage", 1, 100
+        ),
+        autoscaling=AutoscalingConfig(
+            min_capacity=min_capacity,
+            max_capacity=max_capacity,
+            target_invocations_per_instance=autoscaling.integer(
+                "target_invocations_per_instance", 1, 10**6
+            ),
+        ),
+        alarm_5xx_errors_threshold=section.integer("alarm_5xx_errors_threshold", 1, 10**6),
+        alarm_model_latency_p99_ms=section.integer("alarm_model_latency_p99_ms", 1, 60_000),
+        blue_green_wait_seconds=section.integer("blue_green_wait_seconds", 0, 3600),
+    )
+
+
+def _parse_client(section: _Section) -> ClientConfig:
+    return ClientConfig(
+        reserved_concurrency=section.integer("reserved_concurrency", 1, 1000),
+        memory_mb=section.integer("memory_mb", 128, 10240),
+        timeout_seconds=section.integer("timeout_seconds", 1, 900),
+        retry_attempts=section.integer("retry_attempts", 0, 2),
+        max_event_age_seconds=section.integer("max_event_age_seconds", 60, 21600),
+        max_request_bytes=section.integer("max_request_bytes", 1, 6 * 1024 * 1024),
+        request_concurrency=section.integer("request_concurrency", 1, 64),
+        alarm_errors_threshold=section.integer("alarm_errors_threshold", 1, 10**6),
+        alarm_dead_letters_threshold=section.integer("alarm_dead_letters_threshold", 1, 10**6),
+    )

@@ -1,0 +1,182 @@
+"""The SageMaker model, endpoint config and endpoint, with autoscaling and alarms."""
+
+from __future__ import annotations
+
+from aws_cdk import CfnOutput, Duration, Stack
+from aws_cdk import aws_applicationautoscaling as autoscaling
+from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_sagemaker as sagemaker
+from constructs import Construct
+
+from constructs_lib.s3_location import S3Location
+from stacks.config import ServingConfig
+
+# Blue/green deployments need the same variant name in the old and new endpoint config.
+VARIANT_NAME = "AllTraffic"
+
+
+class ServingStack(Stack):
+    """Only the endpoint has a fixed name; CloudFormation names the model and endpoint config,
+    so a new model replaces both cleanly and the endpoint switches over blue/green.
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        config: ServingConfig,
+        role: iam.IRole,
+        image_uri: str,
+        model_data_url: str,
+        data_capture: S3Location,
+        **kwargs,
+    ) -> None:
+        super().__init__(scope, construct_id, **kwargs)
+        self.endpoint_name = config.endpoint_name
+        key = kms.Key(
+            self,
+            "EndpointVolumeKey",
+            enable_key_rotation=True,
+            description="Encrypts the endpoint instances' storage volumes.",
+        )
+        model = sagemaker.CfnModel(
+            self,
+            "Model",
+            execution_role_arn=role.role_arn,
+            enable_network_isolation=True,
+            primary_container=sagemaker.CfnModel.ContainerDefinitionProperty(
+                image=image_uri,
+                model_data_url=model_data_url,
+                mode="SingleModel",
+                environment={
+                    "SAGEMAKER_MODEL_SERVER_WORKERS": str(config.model_server_workers),
+                    "SAGEMAKER_MODEL_SERVER_TIMEOUT": str(config.model_server_timeout_seconds),
+                },
+            ),
+        )
+        endpoint_config = sagemaker.CfnEndpointConfig(
+            self,
+            "EndpointConfig",
+            kms_key_id=key.key_arn,
+            production_variants=[
+                sagemaker.CfnEndpointConfig.ProductionVariantProperty(
+                    variant_name=VARIANT_NAME,
+                    model_name=model.attr_model_name,
+                    instance_type=config.instance_type,
+                    initial_instance_count=config.initial_instance_count,
+                    initial_variant_weight=1.0,
+                )
+            ],
+            data_capture_config=self._data_capture(config, data_capture),
+        )
+        alarms = self._alarms(config)
+        endpoint = sagemaker.CfnEndpoint(
+            self,
+            "Endpoint",
+            endpoint_name=config.endpoint_name,
+            endpoint_config_name=endpoint_config.attr_endpoint_config_name,
+            # Keep the instance count the autoscaler chose when a new model rolls out.
+            retain_all_variant_properties=True,
+            exclude_retained_variant_properties=[
+                sagemaker.CfnEndpoint.VariantPropertyProperty(
+                    variant_property_type="DataCaptureConfig"
+                )
+            ],
+            deployment_config=sagemaker.CfnEndpoint.DeploymentConfigProperty(
+                blue_green_update_policy=sagemaker.CfnEndpoint.BlueGreenUpdatePolicyProperty(
+                    traffic_routing_configuration=sagemaker.CfnEndpoint.TrafficRoutingConfigProperty(
+                        type="ALL_AT_ONCE",
+                        wait_interval_in_seconds=config.blue_green_wait_seconds,
+                    ),
+                    termination_wait_in_seconds=config.blue_green_wait_seconds,
+                ),
+                auto_rollback_configuration=sagemaker.CfnEndpoint.AutoRollbackConfigProperty(
+                    alarms=[
+                        sagemaker.CfnEndpoint.AlarmProperty(alarm_name=alarm.alarm_name)
+                        for alarm in alarms
+                    ]
+                ),
+            ),
+        )
+        self._autoscaling(config, endpoint)
+        CfnOutput(self, "EndpointName", value=config.endpoint_name)
+        CfnOutput(self, "ModelName", value=model.attr_model_name)
+
+    def _data_capture(
+        self, config: ServingConfig, location: S3Location
+    ) -> sagemaker.CfnEndpointConfig.DataCaptureConfigProperty | None:
+        if not config.data_capture:
+            return None
+        return sagemaker.CfnEndpointConfig.DataCaptureConfigProperty(
+            enable_capture=True,
+            initial_sampling_percentage=config.data_capture_sampling_percentage,
+            destination_s3_uri=location.uri,
+            capture_options=[
+                sagemaker.CfnEndpointConfig.CaptureOptionProperty(capture_mode=mode)
+                for mode in ("Input", "Output")
+            ],
+        )
+
+    def _alarms(self, config: ServingConfig) -> list[cloudwatch.Alarm]:
+        """5xx errors and p99 model latency: they page, and they roll a deployment back."""
+        dimensions = {"EndpointName": config.endpoint_name, "VariantName": VARIANT_NAME}
+        errors = cloudwatch.Metric(
+            namespace="AWS/SageMaker",
+            metric_name="Invocation5XXErrors",
+            dimensions_map=dimensions,
+            statistic="Sum",
+            period=Duration.minutes(1),
+        )
+        latency = cloudwatch.Metric(
+            namespace="AWS/SageMaker",
+            metric_name="ModelLatency",
+            dimensions_map=dimensions,
+            statistic="p99",
+            period=Duration.minutes(1),
+        )
+        return [
+            cloudwatch.Alarm(
+                self,
+                "Invocation5xxAlarm",
+                metric=errors,
+                threshold=config.alarm_5xx_errors_threshold,
+                evaluation_periods=1,
+                comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+                treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+                alarm_description=f"{config.endpoint_name} returned 5xx errors.",
+            ),
+            cloudwatch.Alarm(
+                self,
+                "ModelLatencyAlarm",
+                metric=latency,
+                # ModelLatency is reported in microseconds.
+                threshold=config.alarm_model_latency_p99_ms * 1000,
+                evaluation_periods=3,
+                comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+                treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+                alarm_description=(
+                    f"{config.endpoint_name} p99 model latency above "
+                    f"{config.alarm_model_latency_p99_ms} ms."
+                ),
+            ),
+        ]
+
+    def _autoscaling(self, config: ServingConfig, endpoint: sagemaker.CfnEndpoint) -> None:
+        target = autoscaling.ScalableTarget(
+            self,
+            "VariantScaling",
+            service_namespace=autoscaling.ServiceNamespace.SAGEMAKER,
+            resource_id=f"endpoint/{config.endpoint_name}/variant/{VARIANT_NAME}",
+            scalable_dimension="sagemaker:variant:DesiredInstanceCount",
+            min_capacity=config.autoscaling.min_capacity,
+            max_capacity=config.autoscaling.max_capacity,
+        )
+        target.node.add_dependency(endpoint)
+        target.scale_to_track_metric(
+            "InvocationsPerInstance",
+            target_value=config.autoscaling.target_invocations_per_instance,
+            predefined_metric=autoscaling.PredefinedMetric.SAGEMAKER_VARIANT_INVOCATIONS_PER_INSTANCE,
+        )
