@@ -205,6 +205,7 @@ def test_missing_values_are_learned_around(tmp_path):
             "training": {"train.csv": with_missing_cells(TRAINING_CSV, every=7)},
             "validation": {"validation.csv": with_missing_cells(VALIDATION_CSV, every=5)},
         },
+        hyperparameters={"num_iterations": 60},
     )
     metadata = assert_trained(run_train(ml_root), ml_root)
     assert metadata["metrics"]["val_accuracy"] >= 0.85
@@ -227,6 +228,7 @@ def test_three_classes_train_a_multiclass_model(tmp_path):
             "training": {"train.csv": sample_with_labels(TRAINING_CSV, size)},
             "validation": {"validation.csv": sample_with_labels(VALIDATION_CSV, size)},
         },
+        hyperparameters={"num_iterations": 60},
     )
     result = run_train(ml_root)
     metadata = assert_trained(result, ml_root)

@@ -23,6 +23,10 @@ from model_kit.training.errors import TrainingError, describe_items
 
 log = logging.getLogger(__name__)
 
+# Rows parsed at a time: big enough for numpy to do the work, small enough that
+# the text of only one block is held in memory beside the parsed floats.
+BLOCK_ROWS = 10_000
+
 
 @dataclass(frozen=True)
 class FilePart:
@@ -129,27 +133,6 @@ def _header_difference(expected: list[str], actual: list[str]) -> str:
     return f"same columns in another order: {describe_items(actual)}"
 
 
-def _read_rows(path: Path, name: str) -> tuple[list[str], list[list[str]], list[int]]:
-    """Header, data rows and their line numbers; blank lines are skipped."""
-    rows: list[list[str]] = []
-    line_numbers: list[int] = []
-    try:
-        with path.open(newline="", encoding="utf-8-sig") as handle:
-            reader = csv.reader(handle)
-            header = next(reader, None)
-            if header is None:
-                raise TrainingError(f"{name} is empty; expected a header row, then data rows")
-            for row in reader:
-                if row:
-                    rows.append(row)
-                    line_numbers.append(reader.line_num)
-    except UnicodeDecodeError as exc:
-        raise TrainingError(f"{name} is not UTF-8 text ({exc}); expected a CSV file") from exc
-    except csv.Error as exc:
-        raise TrainingError(f"{name} is not valid CSV: {exc}") from exc
-    return [column.strip() for column in header], rows, line_numbers
-
-
 def _check_header(header: list[str], name: str, target: str) -> None:
     if any(not column for column in header):
         position = header.index("") + 1
@@ -173,64 +156,114 @@ def _check_header(header: list[str], name: str, target: str) -> None:
 
 
 def _read_csv_file(path: Path, name: str, channel: str, target: str) -> Table:
-    header, rows, line_numbers = _read_rows(path, name)
-    _check_header(header, name, target)
-    for row, line in zip(rows, line_numbers, strict=True):
-        if len(row) != len(header):
-            raise TrainingError(
-                f"{name} line {line} has {len(row)} fields but the header has {len(header)} "
-                f"({describe_items(header)})"
-            )
-    if not rows:
+    """One file, parsed in blocks of rows so memory stays near the size of the floats."""
+    feature_blocks: list[np.ndarray] = []
+    label_blocks: list[np.ndarray] = []
+    line_numbers: list[int] = []
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as handle:
+            reader = csv.reader(handle)
+            header = [column.strip() for column in next(reader, [])]
+            if not header:
+                raise TrainingError(f"{name} is empty; expected a header row, then data rows")
+            _check_header(header, name, target)
+            block: list[list[str]] = []
+            for row in reader:
+                if not row:
+                    continue
+                if len(row) != len(header):
+                    raise TrainingError(
+                        f"{name} line {reader.line_num} has {len(row)} fields but the header "
+                        f"has {len(header)} ({describe_items(header)})"
+                    )
+                block.append(row)
+                line_numbers.append(reader.line_num)
+                if len(block) == BLOCK_ROWS:
+                    _parse_block(
+                        block, header, target, name, line_numbers, feature_blocks, label_blocks
+                    )
+                    block = []
+            if block:
+                _parse_block(
+                    block, header, target, name, line_numbers, feature_blocks, label_blocks
+                )
+    except UnicodeDecodeError as exc:
+        raise TrainingError(f"{name} is not UTF-8 text ({exc}); expected a CSV file") from exc
+    except csv.Error as exc:
+        raise TrainingError(f"{name} is not valid CSV: {exc}") from exc
+    if not line_numbers:
         raise TrainingError(f"{name} has a header but no data rows")
-    cells = np.array(rows, dtype=str)
-    target_index = header.index(target)
-    labels = np.char.strip(cells[:, target_index])
-    empty_labels = np.flatnonzero(labels == "")
-    if empty_labels.size:
-        raise TrainingError(
-            f"{where(name, int(empty_labels[0]), line_numbers[empty_labels[0]])}: the target "
-            f"column {target!r} is empty; every row needs a label"
-        )
-    feature_names = [c for c in header if c != target]
-    features = _parse_features(
-        np.delete(cells, target_index, axis=1), feature_names, name, line_numbers
-    )
     return Table(
         channel=channel,
         columns=header,
-        feature_names=feature_names,
-        features=features,
-        labels=labels,
+        feature_names=[c for c in header if c != target],
+        features=np.concatenate(feature_blocks),
+        labels=np.concatenate(label_blocks),
         parts=[FilePart(name, 0, np.asarray(line_numbers))],
     )
 
 
-def _parse_features(
-    cells: np.ndarray, feature_names: list[str], name: str, line_numbers: list[int]
-) -> np.ndarray:
-    """Vectorised parse; on failure, a cell-by-cell search names the first bad cell.
+def _parse_block(
+    block: list[list[str]],
+    header: list[str],
+    target: str,
+    name: str,
+    line_numbers: list[int],
+    feature_blocks: list[np.ndarray],
+    label_blocks: list[np.ndarray],
+) -> None:
+    """Parse the latest rows of a file (the last ``len(block)`` of ``line_numbers``)."""
+    first_row = len(line_numbers) - len(block)
+    cells = np.array(block, dtype=object)
+    target_index = header.index(target)
+    labels = np.array([label.strip() for label in cells[:, target_index]], dtype=str)
+    empty = np.flatnonzero(labels == "")
+    if empty.size:
+        row = first_row + int(empty[0])
+        raise TrainingError(
+            f"{where(name, row, line_numbers[row])}: the target column {target!r} is empty; "
+            "every row needs a label"
+        )
+    feature_names = [c for c in header if c != target]
+    features = np.delete(cells, target_index, axis=1)
+    feature_blocks.append(_parse_features(features, feature_names, name, line_numbers, first_row))
+    label_blocks.append(labels)
 
-    Empty cells and ``NaN`` are missing values; infinities are refused, since
-    they are almost always an upstream division by zero rather than data.
+
+def _parse_features(
+    cells: np.ndarray,
+    feature_names: list[str],
+    name: str,
+    line_numbers: list[int],
+    first_row: int,
+) -> np.ndarray:
+    """Numbers from text cells; empty cells and ``NaN`` are missing values.
+
+    The bulk conversion (numpy calls ``float`` per cell, in C) handles clean
+    data; only when it fails does a cell-by-cell pass run, to accept
+    whitespace-only cells as missing and to name the first bad cell. Infinities
+    are refused: they are nearly always an upstream division by zero, not data.
     """
-    text = np.where(np.char.strip(cells) == "", "nan", cells)
+    missing = cells == ""
     try:
-        values = text.astype(np.float64)
+        values = np.where(missing, "nan", cells).astype(np.float64)
     except ValueError:
         values = None
     if values is not None and not np.isinf(values).any():
         return values
-    for row_index, row in enumerate(text):
-        for column_index, cell in enumerate(row):
-            try:
-                number = float(cell)
-            except ValueError:
-                number = None
-            if number is None or math.isinf(number):
-                raise TrainingError(
-                    f"column {feature_names[column_index]!r}, "
-                    f"{where(name, row_index, line_numbers[row_index])}: {str(cell)!r} is not "
-                    "a finite number; features must be numbers (an empty cell means missing)"
-                )
-    raise AssertionError(f"{name}: a cell failed to parse in bulk but not on its own")
+    values = np.empty(cells.shape, dtype=np.float64)
+    for (row_index, column_index), cell in np.ndenumerate(cells):
+        text = cell.strip()
+        try:
+            number = float(text) if text else math.nan
+        except ValueError:
+            number = None
+        if number is None or math.isinf(number):
+            row = first_row + row_index
+            raise TrainingError(
+                f"column {feature_names[column_index]!r}, {where(name, row, line_numbers[row])}: "
+                f"{cell!r} is not a finite number; features must be numbers "
+                "(an empty cell means missing)"
+            )
+        values[row_index, column_index] = number
+    return values

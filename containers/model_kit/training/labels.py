@@ -12,9 +12,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from model_kit.model_io import Label
 from model_kit.training.dataset import Table
 from model_kit.training.errors import TrainingError, describe_items
+
+# What a class is; the same union as model_io.Label, which this module does not
+# import so that reading data never loads LightGBM.
+Label = str | int
 
 INTEGER = re.compile(r"[+-]?\d+")
 
