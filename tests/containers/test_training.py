@@ -120,7 +120,7 @@ def test_hyperparameters_are_applied_and_platform_keys_ignored(tmp_path):
     assert "[num_leaves: 4]" in model_text
 
 
-def test_channel_with_several_files_in_nested_folders(tmp_path):
+def test_channel_with_several_files_in_nested_folders_and_other_files(tmp_path):
     header, rows = read_csv_rows(TRAINING_CSV)
     ml_root = make_ml_root(
         tmp_path,
@@ -131,6 +131,7 @@ def test_channel_with_several_files_in_nested_folders(tmp_path):
                 "2024/06/part-c.CSV": csv_text(header, rows[250:]),
                 "_SUCCESS": "",
                 "2024/manifest.json": "{}",
+                ".ipynb_checkpoints/part-b-checkpoint.csv": csv_text(header, rows[:100]),
             },
             "validation": VALIDATION_CSV,
         },
@@ -139,8 +140,8 @@ def test_channel_with_several_files_in_nested_folders(tmp_path):
     metadata = assert_trained(result, ml_root)
     assert metadata["rows"]["training"] == 341
     assert "training: read 341 rows from 3 file(s)" in result.stdout
-    assert "skipping _SUCCESS (not a .csv file)" in result.stdout
-    assert "skipping 2024/manifest.json (not a .csv file)" in result.stdout
+    for skipped in ("_SUCCESS", "2024/manifest.json", ".ipynb_checkpoints/part-b-checkpoint.csv"):
+        assert f"skipping {skipped} (not a .csv file, or hidden)" in result.stdout
 
 
 def holdout_run(tmp_path, seed):

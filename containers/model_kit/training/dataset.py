@@ -4,9 +4,9 @@ Contract: a header row; the label column is named by the ``target``
 hyperparameter; every other column is a numeric feature; an empty cell is a
 missing value (NaN, which LightGBM handles). A channel may hold several CSV
 files, in nested folders: they are read in path order (so a run is
-reproducible) and must share one header. Other files are skipped with a log
-line, because S3 prefixes often carry markers such as ``_SUCCESS`` or
-manifests next to the data.
+reproducible) and must share one header. Other files, and hidden ones, are
+skipped with a log line, because S3 prefixes often carry markers such as
+``_SUCCESS``, manifests or editor checkpoints next to the data.
 """
 
 from __future__ import annotations
@@ -75,16 +75,25 @@ def where(name: str, row_index: int, line: int) -> str:
     return f"{name} row {row_index + 1} (line {line})"
 
 
+def _hidden(path: Path, channel_dir: Path) -> bool:
+    """Dot-files and dot-folders (``.ipynb_checkpoints/``) are tool litter, not data."""
+    return any(part.startswith(".") for part in path.relative_to(channel_dir).parts)
+
+
 def list_csv_files(channel_dir: Path, channel: str) -> list[Path]:
-    """Every ``*.csv`` below the channel folder, sorted by path; other files are logged."""
+    """Every visible ``*.csv`` below the channel folder, sorted by path; others are logged."""
     if not channel_dir.is_dir():
         raise TrainingError(
             f"channel {channel!r} not found: {channel_dir} does not exist or is not a folder"
         )
     files = sorted(p for p in channel_dir.rglob("*") if p.is_file())
-    csv_files = [p for p in files if p.suffix.lower() == ".csv"]
+    csv_files = [p for p in files if p.suffix.lower() == ".csv" and not _hidden(p, channel_dir)]
     for skipped in sorted(set(files) - set(csv_files)):
-        log.info("%s: skipping %s (not a .csv file)", channel, skipped.relative_to(channel_dir))
+        log.info(
+            "%s: skipping %s (not a .csv file, or hidden)",
+            channel,
+            skipped.relative_to(channel_dir),
+        )
     if not csv_files:
         found = [str(p.relative_to(channel_dir)) for p in files]
         raise TrainingError(

@@ -28,36 +28,37 @@ class EncodedLabels:
     codes: np.ndarray
 
 
-def _as_labels(raw: np.ndarray, integers: bool) -> list[Label]:
-    return [int(text) for text in raw] if integers else [str(text) for text in raw]
+def _label_values(texts: np.ndarray, integers: bool) -> list[Label]:
+    return [int(text) for text in texts] if integers else [str(text) for text in texts]
 
 
 def encode_training_labels(table: Table, target: str) -> EncodedLabels:
     """Classes from the training labels; a classifier needs at least two."""
-    integers = all(INTEGER.fullmatch(text) for text in np.unique(table.labels))
-    labels = _as_labels(table.labels, integers)
-    classes = sorted(set(labels))
+    texts, inverse = np.unique(table.labels, return_inverse=True)
+    integers = all(INTEGER.fullmatch(text) for text in texts)
+    values = _label_values(texts, integers)
+    classes = sorted(set(values))
     if len(classes) < 2:
         raise TrainingError(
             f"the training data has a single class, {classes[0]!r}, in column {target!r} "
             f"({table.n_rows} rows); a classifier needs at least 2 classes"
         )
-    index = {label: code for code, label in enumerate(classes)}
-    return EncodedLabels(classes, np.array([index[label] for label in labels], dtype=np.int32))
+    code_of_text = np.array([classes.index(value) for value in values], dtype=np.int32)
+    return EncodedLabels(classes, code_of_text[inverse])
 
 
 def encode_validation_labels(table: Table, classes: list[Label]) -> np.ndarray:
     """Codes of the validation labels; a label unseen in training is named with its row."""
+    texts, first_rows, inverse = np.unique(table.labels, return_index=True, return_inverse=True)
     integers = all(isinstance(c, int) for c in classes)
     index = {str(label): code for code, label in enumerate(classes)}
-    codes = np.empty(table.n_rows, dtype=np.int32)
-    for row, text in enumerate(table.labels):
-        key = str(int(text)) if integers and INTEGER.fullmatch(text) else str(text)
-        code = index.get(key)
-        if code is None:
-            raise TrainingError(
-                f"validation label {str(text)!r} at {table.locate(row)} is not a class of the "
-                f"training data; training classes are: {describe_items([str(c) for c in classes])}"
-            )
-        codes[row] = code
-    return codes
+    keys = [str(int(t)) if integers and INTEGER.fullmatch(t) else str(t) for t in texts]
+    unknown = [i for i, key in enumerate(keys) if key not in index]
+    if unknown:
+        first = min(unknown, key=lambda i: first_rows[i])
+        raise TrainingError(
+            f"validation label {str(texts[first])!r} at {table.locate(int(first_rows[first]))} "
+            "is not a class of the training data; training classes are: "
+            f"{describe_items([str(c) for c in classes])}"
+        )
+    return np.array([index[key] for key in keys], dtype=np.int32)[inverse]
