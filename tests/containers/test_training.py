@@ -243,3 +243,17 @@ def test_three_classes_train_a_multiclass_model(tmp_path):
     assert probabilities.shape == (len(rows), 3)
     assert np.allclose(probabilities.sum(axis=1), 1.0)
     assert metadata["metrics"]["val_accuracy"] >= 0.90
+
+
+def test_column_names_lightgbm_cannot_store_keep_their_real_names_in_metadata(tmp_path):
+    header, rows = read_csv_rows(TRAINING_CSV)
+    header[:2] = ["radius [mm]", "texture: mean"]
+    ml_root = make_ml_root(
+        tmp_path,
+        channels={"training": {"t.csv": csv_text(header, rows)}},
+        hyperparameters={"num_iterations": 20},
+    )
+    assert_trained(run_train(ml_root), ml_root)
+    model = load_model(ml_root / "model")
+    assert model.feature_names[:2] == ("radius [mm]", "texture: mean")
+    assert model.booster.feature_name()[:2] == ["radius__mm_", "texture__mean"]

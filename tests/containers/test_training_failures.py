@@ -217,3 +217,13 @@ def test_unexpected_error_still_leaves_a_reason_with_the_exception(tmp_path):
     reason = failure_of(ml_root, expected_exit=EXIT_UNEXPECTED)
     assert reason.startswith("unexpected error: FileExistsError:")
     assert "Traceback" in (ml_root / "output" / "failure").read_text()
+
+
+def test_column_names_that_collide_once_stored_in_the_model(tmp_path):
+    header, rows = read_csv_rows(TRAINING_CSV)
+    header[:2] = ["size:mean", "size,mean"]
+    ml_root = make_ml_root(tmp_path, channels={"training": {"t.csv": csv_text(header, rows)}})
+    reason = failure_of(ml_root)
+    assert reason.startswith(
+        "columns 'size:mean' and 'size,mean' differ only in characters LightGBM cannot store"
+    )

@@ -52,7 +52,7 @@ def test_sigterm_during_training_stops_within_seconds(tmp_path):
             stderr=subprocess.STDOUT,
         )
         try:
-            wait_for(log_file, "iteration 10/1000000", process, timeout=60)
+            wait_for(log_file, "iteration 1/1000000", process, timeout=60)
             sent = time.monotonic()
             process.send_signal(signal.SIGTERM)
             exit_code = process.wait(timeout=10)

@@ -4,16 +4,23 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from collections.abc import Callable
 
 import lightgbm
 import numpy as np
 
+from model_kit.training.errors import TrainingError
 from model_kit.training.hyperparameters import Hyperparameters
 
 log = logging.getLogger(__name__)
 
+# Progress lines: every 10 iterations, or fewer so a long run logs about 50 lines.
 LOG_EVERY_ITERATIONS = 10
+MAX_PROGRESS_LINES = 50
+
+# Characters LightGBM refuses in feature names (its model file embeds them in JSON).
+UNSTORABLE_IN_NAMES = re.compile(r'[",:\[\]{}]')
 
 
 def training_threads() -> int:
@@ -52,6 +59,23 @@ def lightgbm_params(hp: Hyperparameters, n_classes: int) -> dict[str, object]:
     return params
 
 
+def lightgbm_feature_names(feature_names: list[str]) -> list[str]:
+    """Names LightGBM accepts: its forbidden characters become ``_``, as it does for spaces.
+
+    The real names stay the schema of record in ``metadata.json``; these only
+    label the trees in ``model.txt``.
+    """
+    stored = [UNSTORABLE_IN_NAMES.sub("_", name) for name in feature_names]
+    for index, name in enumerate(stored):
+        if name in stored[:index]:
+            first = feature_names[stored.index(name)]
+            raise TrainingError(
+                f"columns {first!r} and {feature_names[index]!r} differ only in characters "
+                'LightGBM cannot store in a model (" , : [ ] { }); rename one of them'
+            )
+    return stored
+
+
 class Progress:
     """A LightGBM callback: logs the losses every few iterations and counts them.
 
@@ -66,7 +90,8 @@ class Progress:
     def __call__(self, env: lightgbm.callback.CallbackEnv) -> None:
         self.done, total = env.iteration + 1, env.end_iteration
         self._on_iteration(self.done, total)
-        if self.done % LOG_EVERY_ITERATIONS == 0 or self.done in (1, total):
+        every = max(LOG_EVERY_ITERATIONS, total // MAX_PROGRESS_LINES)
+        if self.done % every == 0 or self.done in (1, total):
             losses = ", ".join(
                 f"{data} {metric} {value:.6f}"
                 for data, metric, value, *_ in env.evaluation_result_list or []
@@ -87,7 +112,9 @@ def fit(
 
     Returns the booster (cut to its best iteration) and the number of iterations run.
     """
-    train_set = lightgbm.Dataset(train[0], label=train[1], feature_name=feature_names)
+    train_set = lightgbm.Dataset(
+        train[0], label=train[1], feature_name=lightgbm_feature_names(feature_names)
+    )
     validation_set = train_set.create_valid(validation[0], label=validation[1])
     progress = Progress(on_iteration)
     callbacks: list[Callable[..., None]] = [progress]
