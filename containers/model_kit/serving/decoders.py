@@ -154,7 +154,7 @@ def _instances_matrix(
     if only_numbers_and_null:
         try:
             matrix = np.array(instances, dtype=np.float64)
-        except (ValueError, TypeError):
+        except (ValueError, TypeError, OverflowError):
             matrix = None
         if matrix is not None and matrix.ndim == 2 and matrix.shape[1] == len(names):
             return matrix
@@ -181,6 +181,8 @@ def parse_json(body: bytes, names: Sequence[str]) -> np.ndarray:
             400,
             f"request body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}",
         ) from None
+    except ValueError as exc:  # e.g. an integer longer than Python's 4300-digit limit
+        raise RequestError(400, f"request body is not usable JSON: {exc}") from None
     if not isinstance(document, dict) or "instances" not in document:
         raise RequestError(400, 'request body must be a JSON object {"instances": [...]}')
     unknown = sorted(set(document) - {"instances"})
@@ -205,12 +207,16 @@ def parse_jsonlines(body: bytes, names: Sequence[str]) -> np.ndarray:
             continue
         try:
             instances.append(json.loads(line))
-        except json.JSONDecodeError as exc:
+        except ValueError as exc:
             record = len(instances) + 1
+            reason = (
+                f"{exc.msg} at column {exc.colno}"
+                if isinstance(exc, json.JSONDecodeError)
+                else str(exc)
+            )
             raise RequestError(
                 400,
-                f"record {record} (line {line_no}) is not valid JSON: {exc.msg} "
-                f"at column {exc.colno}",
+                f"record {record} (line {line_no}) is not valid JSON: {reason}",
                 record=record,
             ) from None
     if not instances:
