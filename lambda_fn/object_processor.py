@@ -28,6 +28,8 @@ from s3_events import SourceObject
 OUT_SUFFIX = ".out"
 ERROR_SUFFIX = ".error.json"
 READ_CHUNK_BYTES = 1024 * 1024
+# Leaves room for the other metadata within S3's 2 KB user-metadata limit.
+METADATA_KEY_CHARS = 1200
 _MISSING_OBJECT_CODES = {"404", "NoSuchKey", "NoSuchVersion", "NotFound"}
 
 
@@ -62,14 +64,26 @@ class Source:
         }
 
     def metadata(self, endpoint: str) -> dict[str, str]:
-        """S3 user metadata must be ASCII: the key is percent-encoded UTF-8."""
-        return {
+        """S3 user metadata: ASCII only and at most 2 KB in all, so the key is
+        percent-encoded UTF-8, and cut short (flagged) if it would not fit."""
+        source_key = quote(self.key, safe="/")
+        metadata = {
             "source-bucket": self.bucket,
-            "source-key": quote(self.key, safe="/"),
+            "source-key": _cut_escaped(source_key, METADATA_KEY_CHARS),
             "source-version-id": self.version_id or "null",
             "source-etag": self.etag or "",
             "endpoint": endpoint,
         }
+        if len(source_key) > METADATA_KEY_CHARS:
+            metadata["source-key-truncated"] = "true"
+        return metadata
+
+
+def _cut_escaped(text: str, limit: int) -> str:
+    """``text`` cut to ``limit`` characters without splitting a ``%XX`` escape."""
+    cut = text[:limit]
+    escape = cut.rfind("%", max(0, len(cut) - 2))
+    return cut[:escape] if len(text) > limit and escape >= 0 else cut
 
 
 def _etag(value: str | None) -> str | None:

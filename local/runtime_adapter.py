@@ -12,7 +12,9 @@ container's ``/invocations`` and answers the way SageMaker does:
 - no answer from the container (refused, timed out): 424 ``ModelError`` with
   ``OriginalStatusCode`` 0, as SageMaker reports an invocation timeout;
 - unknown endpoint name: 400 ``ValidationError`` "Endpoint X of account Y not found.";
-- a body above 6 MB: 400 ``ValidationError``.
+- a body above 6 MB: 413 without an error type, "HTTP content length exceeded N
+  bytes." (what users reported from the real service, aws/sagemaker-python-sdk#171,
+  then with the older 5 MB limit); boto3 shows the code "413".
 
 Fault injection emulates the service itself misbehaving (the AWS boundary, not
 our code): ``faults.throttle(n)`` answers the next n calls with 400
@@ -169,12 +171,10 @@ class _Handler(BaseHTTPRequestHandler):
                 f"Endpoint {name} of account {self.server.account_id} not found.",
             )
         if len(body) > PAYLOAD_LIMIT_BYTES:
-            return self._error(
-                400,
-                "ValidationError",
-                f"Request payload of {len(body)} bytes exceeds the limit of "
-                f"{PAYLOAD_LIMIT_BYTES} bytes for InvokeEndpoint.",
-            )
+            message = f"HTTP content length exceeded {PAYLOAD_LIMIT_BYTES} bytes."
+            body_413 = json.dumps({"message": message}).encode()
+            self._send(413, body_413, {"Content-Type": "application/json"})
+            return 413
         fault = self.server.faults.next()
         if fault:
             return self._error(*fault)

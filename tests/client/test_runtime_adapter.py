@@ -63,7 +63,10 @@ def test_payload_above_6_mb_is_refused_by_the_service(runtime: Any) -> None:
         runtime.invoke_endpoint(
             EndpointName=ENDPOINT_NAME, ContentType="text/csv", Body=b"1" * (6 * 1024 * 1024 + 1)
         )
-    assert raised.value.response["Error"]["Code"] == "ValidationError"
+    assert raised.value.response["Error"] == {
+        "Code": "413",
+        "Message": "HTTP content length exceeded 6291456 bytes.",
+    }
 
 
 def test_injected_throttling_is_the_error_botocore_retries(

@@ -166,3 +166,14 @@ def test_an_event_for_an_overwritten_version_does_not_replace_the_newer_output(
     body, metadata = stack.read("data.csv.out")
     assert body.decode().splitlines() == expected_labels(model, new_rows)
     assert metadata["source-version-id"] == new["s3"]["object"]["versionId"]
+
+
+def test_a_long_non_ascii_key_still_fits_s3_metadata(stack: LocalStack, model: Model) -> None:
+    key = "é" * 500 + ".csv"  # 1004 bytes: a valid key, 3,000 characters percent-encoded
+
+    stack.invoke(stack.put(key, INFERENCE_TEXT.encode()))
+
+    body, metadata = stack.read(key + ".out")
+    assert body.decode().splitlines() == expected_labels(model, ROWS)
+    assert metadata["source-key-truncated"] == "true"
+    assert metadata["source-key"].startswith("%C3%A9%C3%A9")
