@@ -145,12 +145,10 @@ class ObjectProcessor:
             return "empty object"
         if obj.version_id is None:
             return None
-        try:
-            current = self._s3.head_object(Bucket=obj.bucket, Key=obj.key).get("VersionId")
-        except ClientError as exc:
-            if _missing(exc):
-                return "the object was deleted after this event"
-            raise
+        head = self._head(obj.bucket, obj.key)
+        if head is None:
+            return "the object was deleted after this event"
+        current = head.get("VersionId")
         if current and current != obj.version_id:
             # A newer version has its own event; scoring this one would overwrite its output.
             return f"version {obj.version_id} is superseded by version {current}"
@@ -249,13 +247,27 @@ class ObjectProcessor:
     def _delete(self, key: str) -> None:
         """Delete ``key`` if present (a blind delete adds a delete marker in a versioned bucket)."""
         bucket = self._config.output_bucket
+        if self._head(bucket, key) is not None:
+            self._s3.delete_object(Bucket=bucket, Key=key)
+
+    def _head(self, bucket: str, key: str) -> dict[str, Any] | None:
+        """The object's headers, or None if it does not exist.
+
+        Without ``s3:ListBucket`` S3 answers 403, not 404, for a missing key;
+        say so instead of leaving a bare AccessDenied to puzzle over.
+        """
         try:
-            self._s3.head_object(Bucket=bucket, Key=key)
+            return self._s3.head_object(Bucket=bucket, Key=key)
         except ClientError as exc:
             if _missing(exc):
-                return
+                return None
+            if exc.response.get("Error", {}).get("Code") in ("403", "AccessDenied"):
+                raise PermissionError(
+                    f"HeadObject on s3://{bucket}/{key} was denied: the function's role needs "
+                    f"s3:GetObject and s3:ListBucket on bucket {bucket} (without ListBucket, "
+                    "S3 answers 403 for a missing key)"
+                ) from exc
             raise
-        self._s3.delete_object(Bucket=bucket, Key=key)
 
 
 def _rejection_error(fmt: InputFormat, batch: Batch, rejection: ModelRejection) -> PermanentError:

@@ -13,6 +13,7 @@ from .local_stack import INFERENCE_CSV, LocalStack, expected_labels, feature_row
 INFERENCE_TEXT = INFERENCE_CSV.read_text()
 HEADER_LINE, *DATA_LINES = INFERENCE_TEXT.splitlines()
 ROWS = feature_rows(INFERENCE_TEXT)
+FAKE_CLIENT = {"region_name": "us-east-1", "aws_access_key_id": "x", "aws_secret_access_key": "x"}
 
 
 def _csv(lines: list[str], header: str | None = HEADER_LINE) -> bytes:
@@ -184,3 +185,24 @@ def test_unreachable_model_container_raises_and_leaves_no_output(stack: LocalSta
 
     assert stack.output_keys() == []
     assert stack.open_uploads() == []
+
+
+def test_a_role_without_list_bucket_gets_a_clear_error_not_a_bare_403() -> None:
+    import boto3
+    from botocore.stub import Stubber
+    from client_config import load_config
+    from object_processor import ObjectProcessor
+    from s3_events import SourceObject
+
+    config = load_config({"INFERENCE_OUTPUT_BUCKET": "out-bucket", "MODEL_ENDPOINT": "endpoint"})
+    s3 = boto3.client(
+        "s3", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x"
+    )
+    processor = ObjectProcessor(config, s3, runtime=None)
+    source = SourceObject("in-bucket", "gone.csv", 10, "v1", "etag", "ObjectCreated:Put")
+    with Stubber(s3) as stub:
+        stub.add_client_error("head_object", service_error_code="403", http_status_code=403)
+        with pytest.raises(
+            PermissionError, match=r"needs s3:GetObject and s3:ListBucket on bucket in-bucket"
+        ):
+            processor.process(source)
