@@ -6,9 +6,15 @@ test_training_failures.py; here each rule is exercised cheaply.
 
 from __future__ import annotations
 
+from dataclasses import fields
+
 import pytest
 from model_kit.training.errors import TrainingError
-from model_kit.training.hyperparameters import Hyperparameters, parse_hyperparameters
+from model_kit.training.hyperparameters import RULES, Hyperparameters, parse_hyperparameters
+
+
+def test_every_hyperparameter_has_a_rule():
+    assert list(RULES) == [field.name for field in fields(Hyperparameters)]
 
 
 def test_strings_are_typed_and_defaults_fill_the_rest():
@@ -33,6 +39,7 @@ def test_platform_keys_are_ignored():
         ("learning_rate", "nan", "a number > 0"),
         ("num_iterations", "0", "a whole number >= 1"),
         ("num_iterations", "10.5", "a whole number >= 1"),
+        ("num_iterations", "1e12", "a whole number >= 1"),
         ("num_leaves", "1", "a whole number from 2 to 131072"),
         ("max_depth", "0", "-1 (no limit) or a whole number >= 1"),
         ("min_data_in_leaf", "-1", "a whole number >= 0"),
