@@ -173,6 +173,22 @@ class ServingStack(Stack):
             scalable_dimension="sagemaker:variant:DesiredInstanceCount",
             min_capacity=config.autoscaling.min_capacity,
             max_capacity=config.autoscaling.max_capacity,
+            # Application Auto Scaling's own service-linked role for SageMaker variants; a
+            # role CDK would otherwise create holds no permissions.
+            role=iam.Role.from_role_arn(
+                self,
+                "AutoScalingServiceLinkedRole",
+                self.format_arn(
+                    service="iam",
+                    region="",
+                    resource="role",
+                    resource_name=(
+                        "aws-service-role/sagemaker.application-autoscaling.amazonaws.com/"
+                        "AWSServiceRoleForApplicationAutoScaling_SageMakerEndpoint"
+                    ),
+                ),
+                mutable=False,
+            ),
         )
         target.node.add_dependency(endpoint)
         target.scale_to_track_metric(

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 from typing import Any
 
 import boto3
@@ -31,16 +32,14 @@ MODEL_SHAPING_PROPERTIES = (
     "InstanceCount",
     "VolumeSizeInGB",
 )
+# A physical id that is not a job name (e.g. after a failed create) names no job.
+JOB_NAME_PATTERN = re.compile(r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}")
 HASH_LENGTH = 16
 MAX_JOB_NAME_LENGTH = 63
 # A name whose job failed or was stopped can never be used again; try the next suffix.
 MAX_ATTEMPTS = 20
 RUNNING = ("InProgress", "Stopping")
 UNUSABLE = ("Failed", "Stopped")
-
-
-def _sagemaker() -> Any:
-    return boto3.client("sagemaker")
 
 
 def content_hash(properties: dict[str, Any]) -> str:
@@ -58,10 +57,19 @@ def job_name(properties: dict[str, Any], attempt: int) -> str:
 
 
 def _describe(client: Any, name: str) -> dict[str, Any] | None:
+    """The job, or None when it does not exist.
+
+    SageMaker answers ValidationException "Requested resource not found" here rather than
+    the ResourceNotFound its API model declares; accept both.
+    """
+    if not JOB_NAME_PATTERN.fullmatch(name):
+        return None
     try:
         return client.describe_training_job(TrainingJobName=name)
     except ClientError as error:
-        if error.response["Error"]["Code"] == "ValidationException":
+        code = error.response["Error"]["Code"]
+        message = error.response["Error"].get("Message", "").lower()
+        if code == "ResourceNotFound" or (code == "ValidationException" and "not found" in message):
             return None
         raise
 
@@ -138,10 +146,19 @@ def _start(client: Any, properties: dict[str, Any]) -> str:
 
 
 def on_event(event: dict[str, Any], _context: Any = None) -> dict[str, Any]:
+    """Lambda entry point of the provider's on-event handler."""
+    return handle_event(event, boto3.client("sagemaker"))
+
+
+def is_complete(event: dict[str, Any], _context: Any = None) -> dict[str, Any]:
+    """Lambda entry point of the provider's is-complete handler."""
+    return check_complete(event, boto3.client("sagemaker"))
+
+
+def handle_event(event: dict[str, Any], client: Any) -> dict[str, Any]:
     """Create/Update start a job unless the inputs are unchanged; Delete stops a running job."""
     request_type = event["RequestType"]
     properties = event["ResourceProperties"]
-    client = _sagemaker()
     if request_type == "Delete":
         name = event["PhysicalResourceId"]
         job = _describe(client, name)
@@ -159,10 +176,10 @@ def final_metrics(job: dict[str, Any]) -> dict[str, float]:
     return {metric["MetricName"]: metric["Value"] for metric in job.get("FinalMetricDataList", [])}
 
 
-def is_complete(event: dict[str, Any], _context: Any = None) -> dict[str, Any]:
+def check_complete(event: dict[str, Any], client: Any) -> dict[str, Any]:
     """Polls the job; a failed or stopped job fails the deployment with SageMaker's reason."""
     name = event["PhysicalResourceId"]
-    job = _describe(_sagemaker(), name)
+    job = _describe(client, name)
     if event["RequestType"] == "Delete":
         return {"IsComplete": job is None or job["TrainingJobStatus"] not in RUNNING}
     if job is None:

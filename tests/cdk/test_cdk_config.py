@@ -1,0 +1,246 @@
+"""The typed config: defaults from cdk.json, `-c` overrides, one failing case per rule."""
+
+from __future__ import annotations
+
+import pytest
+from cdk_synth import cdk_json_context, context_with
+
+from app import build_app
+from stacks.config import (
+    CUSTOM_RESOURCE_LIMIT_SECONDS,
+    LONGEST_TRAINING_WAIT_SECONDS,
+    PROVIDER_MARGIN_SECONDS,
+    AppConfig,
+    ConfigError,
+    apply_overrides,
+)
+
+SEED_METRIC = {"Name": "Validation Accuracy", "Regex": "val_accuracy: ([0-9\\.]+)"}
+
+
+def parse(**overrides: object) -> AppConfig:
+    base = cdk_json_context()["config"]
+    return AppConfig.parse(apply_overrides(base, overrides))
+
+
+def test_defaults_follow_the_seed_where_it_is_valid():
+    config = parse()
+    assert config.training.instance_type == "ml.m4.xlarge"
+    assert config.training.volume_size_gb == 5
+    assert config.training.max_run_seconds == 1200
+    assert config.training.use_spot is False
+    assert config.training.max_wait_seconds is None
+    assert SEED_METRIC in config.training.metric_definitions
+    assert config.serving.instance_type.startswith("ml.")
+    assert config.storage.dataset.is_bundled
+
+
+def test_hyperparameters_are_the_exact_strings_sent_to_sagemaker():
+    assert parse().training.hyperparameters == {
+        "early_stopping_rounds": "20",
+        "feature_fraction": "1.0",
+        "lambda_l2": "0.0",
+        "learning_rate": "0.1",
+        "max_depth": "-1",
+        "min_data_in_leaf": "20",
+        "num_iterations": "200",
+        "num_leaves": "31",
+        "seed": "42",
+        "target": "label",
+        "validation_fraction": "0.2",
+    }
+
+
+def test_command_line_strings_are_typed():
+    """`-c config.training.max_run_seconds=1800` arrives as a string."""
+    config = parse(
+        **{
+            "config.training.max_run_seconds": "1800",
+            "config.training.use_spot": "true",
+            "config.training.max_wait_seconds": "2400",
+            "config.training.hyperparameters.seed": 7,
+            "config.serving.autoscaling.max_capacity": "4",
+        }
+    )
+    assert config.training.max_run_seconds == 1800
+    assert config.training.use_spot is True
+    assert config.training.max_wait_seconds == 2400
+    assert config.training.hyperparameters["seed"] == "7"
+    assert config.serving.autoscaling.max_capacity == 4
+
+
+def test_json_override_replaces_an_object():
+    config = parse(**{"config.training.hyperparameters": '{"num_iterations": 50}'})
+    assert config.training.hyperparameters == {"num_iterations": "50"}
+
+
+def test_wait_budget_fits_the_custom_resource_limit():
+    longest = parse(**{"config.training.max_run_seconds": LONGEST_TRAINING_WAIT_SECONDS})
+    assert longest.training.wait_budget_seconds + PROVIDER_MARGIN_SECONDS == (
+        CUSTOM_RESOURCE_LIMIT_SECONDS
+    )
+
+
+def test_existing_dataset():
+    config = parse(
+        **{
+            "config.storage.dataset.training_uri": "s3://my-data/churn/train",
+            "config.storage.dataset.validation_uri": "s3://my-data/churn/validation/",
+            "config.storage.dataset.version": "2026-01-15",
+        }
+    )
+    assert not config.storage.dataset.is_bundled
+    assert config.storage.dataset.version == "2026-01-15"
+
+
+BAD_VALUES = [
+    pytest.param(
+        {"config.training.instance_type": "m4.xlarge"},
+        "config.training.instance_type: got 'm4.xlarge'; allowed: a SageMaker instance type "
+        "starting with 'ml.'",
+        id="instance-type-without-ml",
+    ),
+    pytest.param(
+        {"config.serving.instance_type": "ml.eia1.large.x"},
+        "config.serving.instance_type: got 'ml.eia1.large.x'",
+        id="malformed-serving-instance-type",
+    ),
+    pytest.param(
+        {"config.serving.accelerator_type": "ml.eia1.large"},
+        "config.serving.accelerator_type: got 'ml.eia1.large'; allowed: null only: Amazon "
+        "Elastic Inference ended in April 2024",
+        id="elastic-inference",
+    ),
+    pytest.param(
+        {
+            "config.training.use_spot": True,
+            "config.training.max_run_seconds": 1200,
+            "config.training.max_wait_seconds": 600,
+        },
+        "config.training.max_wait_seconds: got 600; allowed: at least max_run_seconds (1200)",
+        id="spot-wait-shorter-than-run",
+    ),
+    pytest.param(
+        {"config.training.max_wait_seconds": 3600},
+        "config.training.max_wait_seconds: got 3600; allowed: null unless use_spot is true",
+        id="wait-without-spot",
+    ),
+    pytest.param(
+        {"config.training.max_run_seconds": 3600},
+        "config.training.max_run_seconds: got 3600; allowed: an integer from 60 to 2880",
+        id="run-time-beyond-custom-resource-limit",
+    ),
+    pytest.param(
+        {
+            "config.training.use_spot": True,
+            "config.training.max_run_seconds": 1200,
+            "config.training.max_wait_seconds": 3000,
+        },
+        "config.training.max_wait_seconds: got 3000; allowed: at most 2880 s: CloudFormation "
+        "waits at most 3600 s for a custom resource",
+        id="spot-wait-beyond-custom-resource-limit",
+    ),
+    pytest.param(
+        {"config.training.hyperparameters.learning_rate": "fast"},
+        "config.training.hyperparameters.learning_rate: got 'fast'; allowed: a float value",
+        id="hyperparameter-not-a-number",
+    ),
+    pytest.param(
+        {"config.training.hyperparameters.num_iterations": "2.5"},
+        "config.training.hyperparameters.num_iterations: got '2.5'; allowed: an int value",
+        id="hyperparameter-not-an-integer",
+    ),
+    pytest.param(
+        {"config.training.hyperparameters.eta": "0.3"},
+        "config.training.hyperparameters.eta: unknown key; allowed keys: early_stopping_rounds,",
+        id="unknown-hyperparameter",
+    ),
+    pytest.param(
+        {"config.training.metric_definitions": '[{"Name": "acc", "Regex": "acc: [0-9.]+"}]'},
+        "config.training.metric_definitions[0].Regex: got 'acc: [0-9.]+'; allowed: a regular "
+        "expression with exactly one group",
+        id="metric-regex-without-group",
+    ),
+    pytest.param(
+        {"config.training.volume_size_gb": "five"},
+        "config.training.volume_size_gb: got 'five'; allowed: an integer from 1 to 16384",
+        id="volume-not-a-number",
+    ),
+    pytest.param(
+        {"config.serving.endpoint_name": "my_endpoint"},
+        "config.serving.endpoint_name: got 'my_endpoint'; allowed: 1-63 letters, digits or hyphens",
+        id="endpoint-name",
+    ),
+    pytest.param(
+        {"config.serving.autoscaling.min_capacity": 3},
+        "config.serving.autoscaling.max_capacity: got 2; allowed: at least min_capacity (3)",
+        id="autoscaling-bounds",
+    ),
+    pytest.param(
+        {"config.serving.initial_instance_count": 5},
+        "config.serving.initial_instance_count: got 5; allowed: between autoscaling.min_capacity",
+        id="initial-count-outside-autoscaling",
+    ),
+    pytest.param(
+        {"config.storage.dataset.validation_uri": "s3://bucket/validation"},
+        "config.storage.dataset.training_uri: got null; allowed: an s3://bucket/prefix URI "
+        "whenever validation_uri is set",
+        id="validation-without-training",
+    ),
+    pytest.param(
+        {"config.storage.dataset.training_uri": "s3://bucket/training"},
+        "config.storage.dataset.version: got null; allowed: a non-empty string",
+        id="dataset-without-version",
+    ),
+    pytest.param(
+        {
+            "config.storage.dataset.training_uri": "bucket/training",
+            "config.storage.dataset.version": "1",
+        },
+        "config.storage.dataset.training_uri: got 'bucket/training'; allowed: null (the bundled "
+        "dataset) or s3://bucket/prefix",
+        id="dataset-uri-without-s3",
+    ),
+    pytest.param(
+        {"config.storage.removal_policy": "delete"},
+        "config.storage.removal_policy: got 'delete'; allowed: retain or destroy",
+        id="removal-policy",
+    ),
+    pytest.param(
+        {"config.client.reserved_concurrency": 0},
+        "config.client.reserved_concurrency: got 0; allowed: an integer from 1 to 1000",
+        id="lambda-concurrency",
+    ),
+    pytest.param(
+        {"config.client.retry_attempts": 3},
+        "config.client.retry_attempts: got 3; allowed: an integer from 0 to 2",
+        id="lambda-retries",
+    ),
+    pytest.param(
+        {"config.log_retention_days": 10},
+        "config.log_retention_days: got 10; allowed: one of 1, 3, 5, 7, 14, 30",
+        id="log-retention",
+    ),
+    pytest.param(
+        {"config.name_prefix": "Custom_SM"},
+        "config.name_prefix: got 'Custom_SM'; allowed: 2-20 lowercase letters",
+        id="name-prefix",
+    ),
+    pytest.param(
+        {"config.serving.alarm_5xx_errors_threshold": True},
+        "config.serving.alarm_5xx_errors_threshold: got true; allowed: an integer",
+        id="boolean-is-not-a-number",
+    ),
+    pytest.param(
+        {"config.serving.data_capture": "yes"},
+        "config.serving.data_capture: got 'yes'; allowed: true or false",
+        id="boolean",
+    ),
+]
+
+
+@pytest.mark.parametrize(("overrides", "message"), BAD_VALUES)
+def test_bad_value_fails_synth_naming_key_value_and_rule(overrides, message):
+    with pytest.raises(ConfigError) as failure:
+        build_app(context=context_with(**overrides))
+    assert message in str(failure.value)

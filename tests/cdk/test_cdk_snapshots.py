@@ -1,0 +1,59 @@
+"""Snapshots of every stack's template, and synth determinism.
+
+Asset hashes (image tags, zip keys, the bundled data version) change with any byte in an
+asset folder, so every 64-hex hash is normalised before comparing (aws/aws-cdk#13468).
+After an intended change, refresh the snapshots and review their diff:
+
+    UPDATE_SNAPSHOTS=1 .venv/bin/python -m pytest tests/cdk/test_cdk_snapshots.py
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import os
+import re
+from pathlib import Path
+
+import pytest
+from cdk_synth import synthesize
+
+SNAPSHOTS = Path(__file__).parent / "snapshots"
+ASSET_HASH = re.compile(r"\b[0-9a-f]{64}\b")
+UPDATE = os.environ.get("UPDATE_SNAPSHOTS") == "1"
+STACKS = ["storage", "registry", "iam", "training", "serving", "client"]
+
+
+def normalised(template: dict) -> str:
+    text = json.dumps(template, indent=1, sort_keys=True)
+    return ASSET_HASH.sub("<asset-hash>", text) + "\n"
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_template_matches_snapshot(synthesized, stack):
+    actual = normalised(synthesized.template(stack))
+    snapshot = SNAPSHOTS / f"{stack}.json"
+    if UPDATE:
+        SNAPSHOTS.mkdir(exist_ok=True)
+        snapshot.write_text(actual)
+    assert snapshot.exists(), f"no snapshot {snapshot}; create it with UPDATE_SNAPSHOTS=1"
+    assert actual == snapshot.read_text(), (
+        f"{stack} template differs from {snapshot}; if intended, rerun with UPDATE_SNAPSHOTS=1 "
+        "and review the diff"
+    )
+
+
+def test_snapshots_hold_no_raw_asset_hash():
+    for snapshot in SNAPSHOTS.glob("*.json"):
+        assert not ASSET_HASH.search(snapshot.read_text()), snapshot
+
+
+def test_synth_twice_gives_byte_identical_templates(synthesized, tmp_path):
+    again = synthesize(tmp_path / "again")
+    for path in synthesized.outdir.glob("*.template.json"):
+        first, second = path.read_text(), (tmp_path / "again" / path.name).read_text()
+        difference = "".join(
+            difflib.unified_diff(first.splitlines(True), second.splitlines(True), n=2)
+        )
+        assert first == second, f"{path.name} changed between two synths:\n{difference[:3000]}"
+    assert sorted(again.templates) == sorted(synthesized.templates)

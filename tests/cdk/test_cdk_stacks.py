@@ -1,0 +1,515 @@
+"""Fine-grained assertions on what matters in each stack's synthesized template."""
+
+from __future__ import annotations
+
+import json
+from graphlib import TopologicalSorter
+
+import pytest
+from aws_cdk.assertions import Match, Template
+
+STACKS = ["storage", "registry", "iam", "training", "serving", "client"]
+
+
+def statements(template: dict, role_prefix: str) -> list[dict]:
+    """All policy statements attached to the role whose logical id starts with the prefix."""
+    found = []
+    for resource in template["Resources"].values():
+        if resource["Type"] != "AWS::IAM::Policy":
+            continue
+        roles = json.dumps(resource["Properties"]["Roles"])
+        if f'"{role_prefix}' in roles:
+            found.extend(resource["Properties"]["PolicyDocument"]["Statement"])
+    return found
+
+
+def as_list(value) -> list:
+    return value if isinstance(value, list) else [value]
+
+
+def flat(value) -> str:
+    return json.dumps(value, sort_keys=True)
+
+
+# -- the app as a whole ----------------------------------------------------------------------
+
+
+def test_six_stacks_each_deployable(synthesized):
+    assert sorted(synthesized.templates) == sorted(f"custom-sm-{name}" for name in STACKS)
+    for name, template in synthesized.templates.items():
+        assert template["Resources"], f"{name} has no resources; CloudFormation refuses it"
+
+
+def test_stacks_deploy_in_dependency_order_without_a_cycle(synthesized):
+    artifacts = synthesized.manifest["artifacts"]
+    graph = {
+        name: [dep for dep in artifact.get("dependencies", []) if dep in synthesized.templates]
+        for name, artifact in artifacts.items()
+        if name in synthesized.templates
+    }
+    assert graph["custom-sm-storage"] == []
+    order = list(TopologicalSorter(graph).static_order())
+    assert order.index("custom-sm-storage") < order.index("custom-sm-training")
+    assert order.index("custom-sm-training") < order.index("custom-sm-serving")
+    assert order.index("custom-sm-serving") < order.index("custom-sm-client")
+    assert order.index("custom-sm-iam") < order.index("custom-sm-training")
+
+
+def test_cross_stack_references_are_weak(synthesized):
+    """No export locks: a new model or image must deploy without touching an export."""
+    for name, template in synthesized.templates.items():
+        assert "Fn::ImportValue" not in flat(template), name
+        assert "Export" not in flat(template.get("Outputs", {})), name
+    serving = synthesized.resources("serving", "AWS::SageMaker::Model")
+    (model,) = serving.values()
+    assert model["Properties"]["PrimaryContainer"]["ModelDataUrl"]["Fn::GetStackOutput"][
+        "StackName"
+    ] == ("custom-sm-training")
+    assert "Fn::GetStackOutput" not in flat(synthesized.template("storage"))
+
+
+def test_no_aws_managed_full_access_policy_anywhere(synthesized):
+    for name, template in synthesized.templates.items():
+        assert "FullAccess" not in flat(template), name
+
+
+def test_lambdas_run_the_newest_python_runtime(synthesized):
+    functions = {
+        f"{stack}/{logical_id}": resource["Properties"].get("Runtime")
+        for stack in STACKS
+        for logical_id, resource in synthesized.resources(stack, "AWS::Lambda::Function").items()
+    }
+    ours = {key: runtime for key, runtime in functions.items() if "python" in str(runtime)}
+    assert ours["client/Function76856677"] == "python3.14"
+    assert [k for k in ours if k.startswith("training/TrainingJob")] and all(
+        runtime == "python3.14" for k, runtime in ours.items() if k.startswith("training/")
+    )
+
+
+# -- storage ----------------------------------------------------------------------------------
+
+
+def test_buckets_are_encrypted_private_logged_and_ssl_only(synthesized):
+    template = synthesized.template("storage")
+    buckets = synthesized.resources("storage", "AWS::S3::Bucket")
+    assert len(buckets) == 5
+    for logical_id, bucket in buckets.items():
+        props = bucket["Properties"]
+        assert props["BucketEncryption"]["ServerSideEncryptionConfiguration"][0][
+            "ServerSideEncryptionByDefault"
+        ] == {"SSEAlgorithm": "AES256"}, logical_id
+        assert props["PublicAccessBlockConfiguration"] == {
+            "BlockPublicAcls": True,
+            "BlockPublicPolicy": True,
+            "IgnorePublicAcls": True,
+            "RestrictPublicBuckets": True,
+        }, logical_id
+        if not logical_id.startswith("AccessLogs"):
+            assert props["LoggingConfiguration"]["LogFilePrefix"], logical_id
+    policies = synthesized.resources("storage", "AWS::S3::BucketPolicy")
+    ssl_denied = {
+        flat(policy["Properties"]["Bucket"])
+        for policy in policies.values()
+        for statement in policy["Properties"]["PolicyDocument"]["Statement"]
+        if statement["Effect"] == "Deny"
+        and statement["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+    }
+    assert len(ssl_denied) == 5
+    Template.from_json(template).resource_count_is("Custom::CDKBucketDeployment", 2)
+
+
+def test_data_and_models_are_versioned_and_retained(synthesized):
+    buckets = synthesized.resources("storage", "AWS::S3::Bucket")
+    for prefix in ("Data", "Models", "InferenceInput"):
+        (bucket,) = [b for logical_id, b in buckets.items() if logical_id.startswith(prefix)]
+        assert bucket["Properties"]["VersioningConfiguration"] == {"Status": "Enabled"}
+    for prefix in ("Data", "Models"):
+        (bucket,) = [b for logical_id, b in buckets.items() if logical_id.startswith(prefix)]
+        assert bucket["DeletionPolicy"] == "Retain"
+        assert bucket["UpdateReplacePolicy"] == "Retain"
+
+
+def test_scratch_buckets_expire_objects(synthesized):
+    buckets = synthesized.resources("storage", "AWS::S3::Bucket")
+    for prefix in ("InferenceInput", "InferenceOutput", "AccessLogs"):
+        (bucket,) = [b for logical_id, b in buckets.items() if logical_id.startswith(prefix)]
+        (rule,) = bucket["Properties"]["LifecycleConfiguration"]["Rules"]
+        assert rule["ExpirationInDays"] >= 1
+
+
+def test_bundled_dataset_goes_to_training_and_validation_prefixes(synthesized):
+    deployments = synthesized.resources("storage", "Custom::CDKBucketDeployment")
+    prefixes = sorted(d["Properties"]["DestinationBucketKeyPrefix"] for d in deployments.values())
+    assert prefixes == ["training/", "validation/"]
+    uploader = statements(synthesized.template("storage"), "DatasetUploaderRole")
+    written = [
+        r
+        for s in uploader
+        if "s3:PutObject" in as_list(s["Action"])
+        for r in as_list(s["Resource"])
+    ]
+    assert sorted(flat(r).split("/")[-2] for r in written) == ["training", "validation"]
+
+
+# -- registry ---------------------------------------------------------------------------------
+
+
+def test_images_are_amd64_builds_of_the_two_dockerfiles(synthesized):
+    assets = json.loads((synthesized.outdir / "custom-sm-registry.assets.json").read_text())
+    sources = [image["source"] for image in assets["dockerImages"].values()]
+    assert sorted(source["dockerFile"] for source in sources) == [
+        "Dockerfile.inference",
+        "Dockerfile.training",
+    ]
+    assert {source["platform"] for source in sources} == {"linux/amd64"}
+    for source in sources:
+        staged = synthesized.outdir / source["directory"]
+        assert not list(staged.rglob("__pycache__")), "caches leaked into the build context"
+    parameters = synthesized.resources("registry", "AWS::SSM::Parameter")
+    assert sorted(p["Properties"]["Name"] for p in parameters.values()) == [
+        "/custom-sm/images/inference",
+        "/custom-sm/images/training",
+    ]
+
+
+def test_image_hash_ignores_caches_and_virtualenvs(tmp_path):
+    import shutil
+
+    from aws_cdk import FileSystem, IgnoreMode
+
+    from stacks.registry_stack import BUILD_CONTEXT_EXCLUDE, CONTAINERS_DIR
+
+    context = tmp_path / "containers"
+    shutil.copytree(CONTAINERS_DIR, context, ignore=shutil.ignore_patterns("__pycache__"))
+
+    def fingerprint() -> str:
+        return FileSystem.fingerprint(
+            str(context), exclude=BUILD_CONTEXT_EXCLUDE, ignore_mode=IgnoreMode.GLOB
+        )
+
+    clean = fingerprint()
+    (context / "model_kit" / "__pycache__").mkdir()
+    (context / "model_kit" / "__pycache__" / "paths.cpython-311.pyc").write_bytes(b"\0cache")
+    (context / ".venv" / "bin").mkdir(parents=True)
+    (context / ".venv" / "bin" / "python").write_text("venv")
+    (context / ".pytest_cache").mkdir()
+    (context / ".pytest_cache" / "README.md").write_text("cache")
+    assert fingerprint() == clean
+    (context / "model_kit" / "new_module.py").write_text("X = 1\n")
+    assert fingerprint() != clean
+
+
+# -- iam --------------------------------------------------------------------------------------
+
+
+def test_sagemaker_role_is_least_privilege(synthesized):
+    template = synthesized.template("iam")
+    Template.from_json(template).has_resource_properties(
+        "AWS::IAM::Role",
+        {
+            "AssumeRolePolicyDocument": {
+                "Statement": [
+                    Match.object_like(
+                        {"Principal": {"Service": "sagemaker.amazonaws.com"}, "Effect": "Allow"}
+                    )
+                ]
+            }
+        },
+    )
+    granted = statements(template, "SageMakerExecutionRole")
+    actions = sorted({action for s in granted for action in as_list(s["Action"])})
+    assert actions == [
+        "cloudwatch:PutMetricData",
+        "ecr:BatchCheckLayerAvailability",
+        "ecr:BatchGetImage",
+        "ecr:GetAuthorizationToken",
+        "ecr:GetDownloadUrlForLayer",
+        "logs:CreateLogGroup",
+        "logs:CreateLogStream",
+        "logs:DescribeLogStreams",
+        "logs:PutLogEvents",
+        "s3:AbortMultipartUpload",
+        "s3:GetObject",
+        "s3:ListBucket",
+        "s3:PutObject",
+    ]
+    star = [s for s in granted if s["Resource"] == "*"]
+    assert sorted(action for s in star for action in as_list(s["Action"])) == [
+        "cloudwatch:PutMetricData",
+        "ecr:GetAuthorizationToken",
+    ]
+    (metrics,) = [s for s in star if s["Action"] == "cloudwatch:PutMetricData"]
+    assert metrics["Condition"] == {"StringLike": {"cloudwatch:namespace": "/aws/sagemaker/*"}}
+    reads = flat([s["Resource"] for s in granted if "s3:GetObject" in as_list(s["Action"])])
+    for prefix in ("/training/*", "/validation/*", "/training-output/*"):
+        assert prefix in reads
+    writes = flat([s["Resource"] for s in granted if "s3:PutObject" in as_list(s["Action"])])
+    assert "/training-output/*" in writes
+    assert "/training/*" not in writes
+    lists = [s for s in granted if s["Action"] == "s3:ListBucket"]
+    assert all("s3:prefix" in s["Condition"]["StringLike"] for s in lists)
+
+
+def test_client_role_is_scoped_to_its_buckets_endpoint_queue_and_logs(synthesized):
+    granted = statements(synthesized.template("iam"), "ClientRole")
+    by_action = {action: flat(s["Resource"]) for s in granted for action in as_list(s["Action"])}
+    assert sorted(by_action) == [
+        "logs:CreateLogStream",
+        "logs:PutLogEvents",
+        "s3:AbortMultipartUpload",
+        "s3:GetObject",
+        "s3:GetObjectVersion",
+        "s3:PutObject",
+        "sagemaker:InvokeEndpoint",
+        "sqs:SendMessage",
+    ]
+    assert "PublishOutputRefInferenceInput" in by_action["s3:GetObject"]
+    assert "PublishOutputRefInferenceOutput" in by_action["s3:PutObject"]
+    assert by_action["sagemaker:InvokeEndpoint"].endswith(':endpoint/custom-sm-model-endpoint"]]}')
+    assert by_action["sqs:SendMessage"].endswith(':custom-sm-client-failures"]]}')
+    assert "log-group:/aws/lambda/custom-sm-client:*" in by_action["logs:PutLogEvents"]
+
+
+# -- training ---------------------------------------------------------------------------------
+
+
+def test_training_job_properties(synthesized):
+    (job,) = synthesized.resources("training", "Custom::SageMakerTrainingJob").values()
+    props = job["Properties"]
+    assert props["InstanceType"] == "ml.m4.xlarge"
+    assert props["VolumeSizeInGB"] == "5"
+    assert props["MaxRuntimeInSeconds"] == "1200"
+    assert props["UseSpot"] == "false"
+    assert "MaxWaitTimeInSeconds" not in props
+    assert props["HyperParameters"]["learning_rate"] == "0.1"
+    assert {"Name": "Validation Accuracy", "Regex": "val_accuracy: ([0-9\\.]+)"} in props[
+        "MetricDefinitions"
+    ]
+    assert [c["ChannelName"] for c in props["Channels"]] == ["training", "validation"]
+    assert props["DataVersion"].startswith("bundled-")
+    assert "/training-output/" in flat(props["OutputS3Uri"])
+    # 1200 s run + 600 s start-up margin for the provider, + 120 s for CloudFormation.
+    assert props["ServiceTimeout"] == "1920"
+
+
+def test_training_job_waits_within_the_provider_timeout(synthesized):
+    (machine,) = synthesized.resources("training", "AWS::StepFunctions::StateMachine").values()
+    definition = flat(machine["Properties"]["DefinitionString"])
+    # 1800 s total timeout polled every 30 s: the waiter retries 60 times.
+    assert '\\"MaxAttempts\\":60' in definition
+    assert '\\"IntervalSeconds\\":30' in definition
+    assert machine["Properties"]["LoggingConfiguration"]["Level"] == "ALL"
+
+
+def test_training_handler_may_only_touch_this_apps_jobs(synthesized):
+    granted = statements(synthesized.template("training"), "TrainingJobHandlerRole")
+    (jobs,) = [s for s in granted if "sagemaker:CreateTrainingJob" in as_list(s["Action"])]
+    assert sorted(jobs["Action"]) == [
+        "sagemaker:CreateTrainingJob",
+        "sagemaker:DescribeTrainingJob",
+        "sagemaker:StopTrainingJob",
+    ]
+    assert ":training-job/custom-sm-*" in flat(jobs["Resource"])
+    (pass_role,) = [s for s in granted if s["Action"] == "iam:PassRole"]
+    assert pass_role["Condition"] == {
+        "StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}
+    }
+    assert "SageMakerExecutionRole" in flat(pass_role["Resource"])
+
+
+def test_spot_training_config_reaches_the_job(tmp_path_factory):
+    from cdk_synth import context_with, synthesize
+
+    spot = synthesize(
+        tmp_path_factory.mktemp("spot"),
+        context_with(
+            **{
+                "config.training.use_spot": "true",
+                "config.training.max_wait_seconds": "2400",
+                "config.serving.data_capture": "true",
+            }
+        ),
+    )
+    (job,) = spot.resources("training", "Custom::SageMakerTrainingJob").values()
+    assert job["Properties"]["UseSpot"] == "true"
+    assert job["Properties"]["MaxWaitTimeInSeconds"] == "2400"
+    assert "/checkpoints/" in flat(job["Properties"]["CheckpointS3Uri"])
+    assert job["Properties"]["ServiceTimeout"] == str(2400 + 600 + 120)
+    writes = flat(
+        [
+            s["Resource"]
+            for s in statements(spot.template("iam"), "SageMakerExecutionRole")
+            if "s3:PutObject" in as_list(s["Action"])
+        ]
+    )
+    assert "/checkpoints/*" in writes
+    assert "/data-capture/*" in writes
+    (config,) = spot.resources("serving", "AWS::SageMaker::EndpointConfig").values()
+    assert config["Properties"]["DataCaptureConfig"]["EnableCapture"] is True
+
+
+# -- serving ----------------------------------------------------------------------------------
+
+
+def test_model_and_endpoint_config_are_named_by_cloudformation(synthesized):
+    (model,) = synthesized.resources("serving", "AWS::SageMaker::Model").values()
+    assert "ModelName" not in model["Properties"]
+    assert model["Properties"]["EnableNetworkIsolation"] is True
+    (config,) = synthesized.resources("serving", "AWS::SageMaker::EndpointConfig").values()
+    props = config["Properties"]
+    assert "EndpointConfigName" not in props
+    assert props["KmsKeyId"]["Fn::GetAtt"][1] == "Arn"
+    (variant,) = props["ProductionVariants"]
+    assert variant["VariantName"] == "AllTraffic"
+    assert variant["InstanceType"] == "ml.m5.large"
+    assert variant["InitialInstanceCount"] == 1
+    assert "AcceleratorType" not in variant
+    assert "DataCaptureConfig" not in props
+    (key,) = synthesized.resources("serving", "AWS::KMS::Key").values()
+    assert key["Properties"]["EnableKeyRotation"] is True
+
+
+def test_endpoint_is_fixed_name_blue_green_with_alarm_rollback(synthesized):
+    (endpoint,) = synthesized.resources("serving", "AWS::SageMaker::Endpoint").values()
+    props = endpoint["Properties"]
+    assert props["EndpointName"] == "custom-sm-model-endpoint"
+    assert props["RetainAllVariantProperties"] is True
+    assert props["ExcludeRetainedVariantProperties"] == [
+        {"VariantPropertyType": "DataCaptureConfig"}
+    ]
+    policy = props["DeploymentConfig"]["BlueGreenUpdatePolicy"]
+    assert policy["TrafficRoutingConfiguration"]["Type"] == "ALL_AT_ONCE"
+    alarms = synthesized.resources("serving", "AWS::CloudWatch::Alarm")
+    rollback = [
+        a["AlarmName"]["Ref"]
+        for a in props["DeploymentConfig"]["AutoRollbackConfiguration"]["Alarms"]
+    ]
+    assert sorted(rollback) == sorted(alarms)
+    metrics = {a["Properties"]["MetricName"]: a["Properties"] for a in alarms.values()}
+    assert set(metrics) == {"Invocation5XXErrors", "ModelLatency"}
+    assert metrics["ModelLatency"]["ExtendedStatistic"] == "p99"
+    assert metrics["ModelLatency"]["Threshold"] == 1_000_000  # 1000 ms in microseconds
+
+
+def test_variant_autoscaling(synthesized):
+    (target,) = synthesized.resources(
+        "serving", "AWS::ApplicationAutoScaling::ScalableTarget"
+    ).values()
+    props = target["Properties"]
+    assert props["ResourceId"] == "endpoint/custom-sm-model-endpoint/variant/AllTraffic"
+    assert (props["MinCapacity"], props["MaxCapacity"]) == (1, 2)
+    assert "AWSServiceRoleForApplicationAutoScaling_SageMakerEndpoint" in flat(props["RoleARN"])
+    assert target["DependsOn"] == ["Endpoint"]
+    (policy,) = synthesized.resources(
+        "serving", "AWS::ApplicationAutoScaling::ScalingPolicy"
+    ).values()
+    tracking = policy["Properties"]["TargetTrackingScalingPolicyConfiguration"]
+    assert tracking["PredefinedMetricSpecification"]["PredefinedMetricType"] == (
+        "SageMakerVariantInvocationsPerInstance"
+    )
+    assert tracking["TargetValue"] == 1000
+
+
+# -- client -----------------------------------------------------------------------------------
+
+
+def test_client_function(synthesized):
+    (function,) = [
+        f
+        for f in synthesized.resources("client", "AWS::Lambda::Function").values()
+        if f["Properties"].get("Handler") == "lambda_function.lambda_handler"
+    ]
+    props = function["Properties"]
+    assert props["Runtime"] == "python3.14"
+    assert props["ReservedConcurrentExecutions"] == 5
+    variables = props["Environment"]["Variables"]
+    assert variables["MODEL_ENDPOINT"] == "custom-sm-model-endpoint"
+    assert "PublishOutputRefInferenceOutput" in flat(variables["INFERENCE_OUTPUT_BUCKET"])
+    assert variables["MAX_REQUEST_BYTES"] == str(5 * 1024 * 1024)
+    assert "ClientRole" in flat(props["Role"])
+
+
+def test_client_fires_on_object_created_for_supported_extensions_only(synthesized):
+    (notifications,) = synthesized.resources("client", "Custom::S3BucketNotifications").values()
+    configurations = notifications["Properties"]["NotificationConfiguration"][
+        "LambdaFunctionConfigurations"
+    ]
+    assert {tuple(c["Events"]) for c in configurations} == {("s3:ObjectCreated:*",)}
+    suffixes = sorted(c["Filter"]["Key"]["FilterRules"][0]["Value"] for c in configurations)
+    assert suffixes == [".csv", ".json", ".jsonl", ".jsonlines"]
+    assert "PublishOutputRefInferenceInput" in flat(notifications["Properties"]["BucketName"])
+    granted = statements(synthesized.template("client"), "NotificationsHandlerRole")
+    assert [s["Action"] for s in granted] == [
+        ["s3:GetBucketNotification", "s3:PutBucketNotification"]
+    ]
+
+
+def test_failed_events_land_in_an_encrypted_ssl_only_queue_with_alarms(synthesized):
+    (invoke,) = synthesized.resources("client", "AWS::Lambda::EventInvokeConfig").values()
+    assert invoke["Properties"]["MaximumRetryAttempts"] == 2
+    queue_id = invoke["Properties"]["DestinationConfig"]["OnFailure"]["Destination"]["Fn::GetAtt"][
+        0
+    ]
+    queue = synthesized.template("client")["Resources"][queue_id]
+    assert queue["Properties"]["SqsManagedSseEnabled"] is True
+    assert queue["Properties"]["QueueName"] == "custom-sm-client-failures"
+    (policy,) = synthesized.resources("client", "AWS::SQS::QueuePolicy").values()
+    (deny,) = policy["Properties"]["PolicyDocument"]["Statement"]
+    assert deny["Effect"] == "Deny"
+    assert deny["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+    alarms = {
+        a["Properties"]["MetricName"]: a["Properties"]
+        for a in synthesized.resources("client", "AWS::CloudWatch::Alarm").values()
+    }
+    assert set(alarms) == {"Errors", "ApproximateNumberOfMessagesVisible"}
+
+
+def test_outputs_name_buckets_endpoint_and_a_scoring_command(synthesized):
+    outputs = synthesized.template("client")["Outputs"]
+    assert outputs["EndpointName"]["Value"] == "custom-sm-model-endpoint"
+    command = flat(outputs["ScoreFileCommand"]["Value"])
+    assert "aws s3 cp data/inference/inference.csv s3://" in command
+    assert "inference.csv.out -" in command
+    storage_outputs = synthesized.template("storage")["Outputs"]
+    for name in ("DataBucketName", "ModelsBucketName", "InputBucketName", "OutputBucketName"):
+        assert name in storage_outputs
+
+
+def acknowledgments(synthesized) -> dict[tuple[str, str], str]:
+    """(construct path, rule id) -> reason, for every cdk-nag acknowledgment in the app."""
+    found = {}
+    for path in synthesized.outdir.glob("*.metadata.json"):
+        for construct_path, entries in json.loads(path.read_text()).items():
+            for entry in entries:
+                if entry["type"] == "aws:cdk:acknowledged-rules":
+                    for rule, reason in entry["data"].items():
+                        found[(construct_path, rule.removeprefix("Annotation::"))] = reason
+    return found
+
+
+def test_acknowledgments_are_few_specific_and_scoped(synthesized):
+    found = acknowledgments(synthesized)
+    assert 0 < len(found) <= 20
+    for (path, rule), reason in found.items():
+        assert rule.startswith("AwsSolutions-"), rule
+        assert path.count("/") >= 2, f"{rule} acknowledged for a whole stack: {path}"
+        if rule.startswith(("AwsSolutions-IAM4", "AwsSolutions-IAM5")):
+            assert "[" in rule, f"{rule} on {path} is not scoped to one finding"
+        assert len(reason) >= 40, f"{rule} on {path}: reason too vague: {reason!r}"
+
+
+def test_cdk_nag_runs_on_every_synth(tmp_path):
+    """A non-compliant bucket added to the app makes synth fail with cdk-nag's finding."""
+    from aws_cdk import aws_s3 as s3
+    from cdk_synth import cdk_json_context
+
+    from app import build_app
+
+    app = build_app(context=cdk_json_context(), outdir=str(tmp_path))
+    s3.Bucket(app.node.find_child("custom-sm-storage"), "Unsafe")
+    with pytest.raises(RuntimeError, match="ValidationFailed") as failure:
+        app.synth()
+    message = str(failure.value)
+    assert "custom-sm-storage/Unsafe/Resource" in message
+    assert "AwsSolutions-S10" in message
+    assert "custom-sm-storage/Unsafe" in (tmp_path / "validation-report.json").read_text()
