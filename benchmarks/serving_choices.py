@@ -113,23 +113,24 @@ def measure_codecs(model_dir: Path) -> None:
         return flat.reshape(-1, len(names))
 
     matrix = loadtxt(big)
+    lines = csv_body(1).splitlines(keepends=True)
+    five, hundred = b"".join(lines[:5]), b"".join((lines * 2)[:100])
     rows: list[tuple[str, str]] = []
     for label, parse in (
         ("pure Python split/float", python_split),
         ("numpy.loadtxt", loadtxt),
         ("numpy.fromstring", fromstring),
+        (
+            "parse_csv (chosen: loadtxt, exact path on failure)",
+            lambda b: decoders.parse_csv(b, names),
+        ),
     ):
         np.testing.assert_array_equal(parse(big), matrix)
-        small_us = median_ms(lambda p=parse: p(one), 201) * 1e3
-        big_ms = median_ms(lambda p=parse: p(big))
-        rows.append((f"CSV {label}", f"1 record {small_us:7.1f} us | 5 MB {big_ms:6.1f} ms"))
-    rows.append(
-        (
-            "CSV parse_csv (chosen)",
-            f"1 record {median_ms(lambda: decoders.parse_csv(one, names), 201) * 1e3:7.1f} us"
-            f" | 5 MB {median_ms(lambda: decoders.parse_csv(big, names)):6.1f} ms",
+        small = " | ".join(
+            f"{count} rec {median_ms(lambda p=parse, b=body: p(b), 501) * 1e3:6.1f} us"
+            for count, body in ((1, one), (5, five), (100, hundred))
         )
-    )
+        rows.append((f"CSV {label}", f"{small} | 5 MB {median_ms(lambda p=parse: p(big)):6.1f} ms"))
     gaps = "\n".join(",".join(["", *line.split(",")[1:]]) for line in text.splitlines()).encode()
     rows.append(
         (
