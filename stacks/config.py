@@ -13,6 +13,7 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 CONTEXT_KEY = "config"
@@ -100,17 +101,6 @@ class _Section:
         else:
             raise self.fail(name, value, allowed)
         if not low <= number <= high:
-            raise self.fail(name, value, allowed)
-        return number
-
-    def number(self, name: str, low: float, high: float) -> float:
-        value = self.raw.get(name)
-        allowed = f"a number from {low} to {high}"
-        try:
-            number = float(value) if not isinstance(value, bool) else None
-        except (TypeError, ValueError):
-            number = None
-        if number is None or not low <= number <= high:
             raise self.fail(name, value, allowed)
         return number
 
@@ -236,6 +226,14 @@ class AppConfig:
             if key.startswith(f"{CONTEXT_KEY}.")
         }
         return cls.parse(apply_overrides(base or {}, overrides))
+
+    @classmethod
+    def from_cdk_json(
+        cls, path: str | Path, overrides: Mapping[str, Any] | None = None
+    ) -> AppConfig:
+        """The config as `cdk synth` would see it, for tools outside CDK (e.g. `make demo`)."""
+        context = json.loads(Path(path).read_text())["context"]
+        return cls.parse(apply_overrides(context[CONTEXT_KEY], overrides or {}))
 
     @classmethod
     def parse(cls, raw: Any) -> AppConfig:
@@ -382,7 +380,9 @@ def _parse_dataset(section: _Section) -> DatasetConfig:
 
 
 def _parse_training(section: _Section) -> TrainingConfig:
-    max_run = section.integer("max_run_seconds", 60, LONGEST_TRAINING_WAIT_SECONDS)
+    max_run = section.integer("max_run_seconds", 60, 28 * 24 * 3600)
+    if max_run > LONGEST_TRAINING_WAIT_SECONDS:
+        raise _too_long(section, "max_run_seconds", max_run)
     use_spot = section.boolean("use_spot")
     max_wait = None
     if use_spot:

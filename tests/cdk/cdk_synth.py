@@ -14,6 +14,9 @@ NODE_BIN = ROOT / "node_modules" / ".bin"
 # `make setup` installed it, as `npx cdk` does, so no end-of-life banner is printed.
 if (NODE_BIN / "node").exists():
     os.environ["PATH"] = f"{NODE_BIN}{os.pathsep}{os.environ['PATH']}"
+# Templates must not depend on the developer's AWS account (the CLI sets these with credentials).
+for _variable in ("CDK_DEFAULT_ACCOUNT", "CDK_DEFAULT_REGION"):
+    os.environ.pop(_variable, None)
 
 
 def cdk_json_context() -> dict[str, Any]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from cdk_synth import cdk_json_context, context_with
+from cdk_synth import ROOT, context_with
 
 from app import build_app
 from stacks.config import (
@@ -12,15 +12,13 @@ from stacks.config import (
     PROVIDER_MARGIN_SECONDS,
     AppConfig,
     ConfigError,
-    apply_overrides,
 )
 
 SEED_METRIC = {"Name": "Validation Accuracy", "Regex": "val_accuracy: ([0-9\\.]+)"}
 
 
 def parse(**overrides: object) -> AppConfig:
-    base = cdk_json_context()["config"]
-    return AppConfig.parse(apply_overrides(base, overrides))
+    return AppConfig.from_cdk_json(ROOT / "cdk.json", overrides)
 
 
 def test_defaults_follow_the_seed_where_it_is_valid():
@@ -127,7 +125,8 @@ BAD_VALUES = [
     ),
     pytest.param(
         {"config.training.max_run_seconds": 3600},
-        "config.training.max_run_seconds: got 3600; allowed: an integer from 60 to 2880",
+        "config.training.max_run_seconds: got 3600; allowed: at most 2880 s: CloudFormation "
+        "waits at most 3600 s for a custom resource",
         id="run-time-beyond-custom-resource-limit",
     ),
     pytest.param(
