@@ -174,6 +174,7 @@ class TrainingConfig:
 
 @dataclass(frozen=True)
 class AutoscalingConfig:
+    enabled: bool
     min_capacity: int
     max_capacity: int
     target_invocations_per_instance: int
@@ -324,7 +325,7 @@ _SERVING = {
     "blue_green_wait_seconds",
     "accelerator_type",
 }
-_AUTOSCALING = {"min_capacity", "max_capacity", "target_invocations_per_instance"}
+_AUTOSCALING = {"enabled", "min_capacity", "max_capacity", "target_invocations_per_instance"}
 _CLIENT = {
     "reserved_concurrency",
     "memory_mb",
@@ -501,6 +502,7 @@ def _parse_serving(section: _Section) -> ServingConfig:
             "data_capture_sampling_percentage", 1, 100
         ),
         autoscaling=AutoscalingConfig(
+            enabled=autoscaling.boolean("enabled"),
             min_capacity=min_capacity,
             max_capacity=max_capacity,
             target_invocations_per_instance=autoscaling.integer(

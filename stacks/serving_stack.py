@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from aws_cdk import CfnOutput, Duration, Stack
 from aws_cdk import aws_applicationautoscaling as autoscaling
 from aws_cdk import aws_cloudwatch as cloudwatch
@@ -12,6 +14,14 @@ from constructs import Construct
 
 from constructs_lib.s3_location import S3Location
 from stacks.config import ServingConfig
+
+# Families whose instances bring local NVMe storage (e.g. ml.m5d, ml.g4dn, ml.g5).
+INSTANCE_STORAGE_FAMILY = re.compile(r"^ml\.([a-z0-9]+dn?|g5|g6|g6e|p4de?|p5e?)\.")
+
+
+def has_instance_storage(instance_type: str) -> bool:
+    return bool(INSTANCE_STORAGE_FAMILY.match(instance_type))
+
 
 # Blue/green deployments need the same variant name in the old and new endpoint config.
 VARIANT_NAME = "AllTraffic"
@@ -36,12 +46,6 @@ class ServingStack(Stack):
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
         self.endpoint_name = config.endpoint_name
-        key = kms.Key(
-            self,
-            "EndpointVolumeKey",
-            enable_key_rotation=True,
-            description="Encrypts the endpoint instances' storage volumes.",
-        )
         model = sagemaker.CfnModel(
             self,
             "Model",
@@ -60,7 +64,7 @@ class ServingStack(Stack):
         endpoint_config = sagemaker.CfnEndpointConfig(
             self,
             "EndpointConfig",
-            kms_key_id=key.key_arn,
+            kms_key_id=self._volume_key(config.instance_type),
             production_variants=[
                 sagemaker.CfnEndpointConfig.ProductionVariantProperty(
                     variant_name=VARIANT_NAME,
@@ -101,9 +105,23 @@ class ServingStack(Stack):
                 ),
             ),
         )
-        self._autoscaling(config, endpoint)
+        if config.autoscaling.enabled:
+            self._autoscaling(config, endpoint)
         CfnOutput(self, "EndpointName", value=config.endpoint_name)
         CfnOutput(self, "ModelName", value=model.attr_model_name)
+
+    def _volume_key(self, instance_type: str) -> str | None:
+        """A rotating key for the instances' storage volumes, unless they encrypt their own:
+        instances with local NVMe storage do that in hardware and refuse a KMS key.
+        """
+        if has_instance_storage(instance_type):
+            return None
+        return kms.Key(
+            self,
+            "EndpointVolumeKey",
+            enable_key_rotation=True,
+            description="Encrypts the endpoint instances' storage volumes.",
+        ).key_arn
 
     def _data_capture(
         self, config: ServingConfig, location: S3Location

@@ -410,6 +410,29 @@ def test_variant_autoscaling(synthesized):
     assert tracking["TargetValue"] == 1000
 
 
+def test_instance_type_change_mode_and_local_storage_instances(tmp_path_factory):
+    """`autoscaling.enabled=false` deregisters the variant (the first step of an instance-type
+    change); instances with local NVMe storage get no KMS key, which SageMaker would refuse.
+    """
+    from cdk_synth import context_with, synthesize
+
+    changed = synthesize(
+        tmp_path_factory.mktemp("no-autoscaling"),
+        context_with(
+            **{
+                "config.serving.autoscaling.enabled": "false",
+                "config.serving.instance_type": "ml.g4dn.xlarge",
+            }
+        ),
+    )
+    template = changed.template("serving")
+    assert "AWS::ApplicationAutoScaling" not in flat(template)
+    assert "AWS::KMS::Key" not in flat(template)
+    (config,) = changed.resources("serving", "AWS::SageMaker::EndpointConfig").values()
+    assert "KmsKeyId" not in config["Properties"]
+    assert config["Properties"]["ProductionVariants"][0]["InstanceType"] == "ml.g4dn.xlarge"
+
+
 # -- client -----------------------------------------------------------------------------------
 
 
