@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 PY_STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
 
-.PHONY: setup test lint clean synth
+.PHONY: setup test lint clean synth demo
 
 setup: $(PY_STAMP) $(NODE_STAMP)
 
@@ -24,6 +24,10 @@ $(NODE_STAMP): package.json package-lock.json
 synth: setup
 	npx cdk synth --quiet
 
+# The whole pipeline on this machine (no AWS account): synth, train, package, serve, score.
+demo: setup
+	$(PY) -m local.demo
+
 lint: setup
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
@@ -32,4 +36,4 @@ test: lint
 	$(PY) -m pytest
 
 clean:
-	rm -rf $(VENV) cdk.out .pytest_cache .ruff_cache
+	rm -rf $(VENV) node_modules cdk.out build .pytest_cache .ruff_cache
