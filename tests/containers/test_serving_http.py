@@ -9,6 +9,7 @@ from __future__ import annotations
 import http.client
 import json
 import shutil
+import socket
 from pathlib import Path
 
 import numpy as np
@@ -360,3 +361,14 @@ def test_execution_parameters_describe_batch_transform_defaults(server):
         "BatchStrategy": "MULTI_RECORD",
         "MaxPayloadInMB": 6,
     }
+
+
+def test_a_body_shorter_than_its_content_length_is_a_400(server):
+    host, port = server.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as client:
+        head = "POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: text/csv\r\n"
+        client.sendall(f"{head}Content-Length: 1000\r\n\r\n".encode() + b"1,2,3\n" * 8)
+        client.shutdown(socket.SHUT_WR)
+        answer = client.recv(65536)
+    assert answer.startswith(b"HTTP/1.1 400 ")
+    assert answer.endswith(b'{"error": "request body ended after 48 of its 1000 bytes"}')

@@ -130,7 +130,12 @@ class InferenceApp:
                 raise RequestError(400, f"Content-Length {declared!r} is not a number") from None
             if length > self.max_payload_bytes:
                 raise self._too_large(f"{length} bytes")
-            return stream.read(length)
+            body = stream.read(length)
+            if len(body) < length:
+                raise RequestError(
+                    400, f"request body ended after {len(body)} of its {length} bytes"
+                )
+            return body
         body = stream.read(self.max_payload_bytes + 1)
         if len(body) > self.max_payload_bytes:
             raise self._too_large(f"more than {self.max_payload_bytes} bytes")
