@@ -58,7 +58,7 @@ def test_sample_run_prints_every_metric_once_in_the_seed_regex_format(
     assert "validation: read 114 rows from 1 file(s)" in result.stdout
     assert "channel training: content type text/csv, input mode File" in result.stdout
     assert "host algo-1 (ml.m5.large)" in result.stdout
-    assert re.search(r"iteration 10/200: train binary_logloss [0-9.]+, validation", result.stdout)
+    assert re.search(r"iteration 10/200: validation binary_logloss [0-9.]+$", result.stdout, re.M)
 
 
 def test_trained_model_loads_with_its_schema_and_training_facts(trained_model_dir):

