@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from cdk_synth import Synthesized, synthesize
+
+from .cdk_synth import Synthesized, synthesize
 
 
 @pytest.fixture(scope="session")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from cdk_synth import ROOT, context_with
 
 from app import build_app
 from stacks.config import (
@@ -13,6 +12,8 @@ from stacks.config import (
     AppConfig,
     ConfigError,
 )
+
+from .cdk_synth import ROOT, context_with
 
 SEED_METRIC = {"Name": "Validation Accuracy", "Regex": "val_accuracy: ([0-9\\.]+)"}
 

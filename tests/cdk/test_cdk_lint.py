@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from cdk_synth import NODE_BIN, ROOT
+from .cdk_synth import NODE_BIN, ROOT
 
 CFN_LINT = Path(sys.executable).parent / "cfn-lint"
 # The machine's own npm user config (not this project's) makes npm print this on every call.

@@ -16,7 +16,8 @@ import re
 from pathlib import Path
 
 import pytest
-from cdk_synth import synthesize
+
+from .cdk_synth import synthesize
 
 SNAPSHOTS = Path(__file__).parent / "snapshots"
 ASSET_HASH = re.compile(r"\b[0-9a-f]{64}\b")

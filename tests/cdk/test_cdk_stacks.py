@@ -318,7 +318,7 @@ def test_training_handler_may_only_touch_this_apps_jobs(synthesized):
 
 
 def test_spot_training_config_reaches_the_job(tmp_path_factory):
-    from cdk_synth import context_with, synthesize
+    from .cdk_synth import context_with, synthesize
 
     spot = synthesize(
         tmp_path_factory.mktemp("spot"),
@@ -414,7 +414,7 @@ def test_instance_type_change_mode_and_local_storage_instances(tmp_path_factory)
     """`autoscaling.enabled=false` deregisters the variant (the first step of an instance-type
     change); instances with local NVMe storage get no KMS key, which SageMaker would refuse.
     """
-    from cdk_synth import context_with, synthesize
+    from .cdk_synth import context_with, synthesize
 
     changed = synthesize(
         tmp_path_factory.mktemp("no-autoscaling"),
@@ -524,9 +524,10 @@ def test_acknowledgments_are_few_specific_and_scoped(synthesized):
 def test_cdk_nag_runs_on_every_synth(tmp_path):
     """A non-compliant bucket added to the app makes synth fail with cdk-nag's finding."""
     from aws_cdk import aws_s3 as s3
-    from cdk_synth import cdk_json_context
 
     from app import build_app
+
+    from .cdk_synth import cdk_json_context
 
     app = build_app(context=cdk_json_context(), outdir=str(tmp_path))
     s3.Bucket(app.node.find_child("custom-sm-storage"), "Unsafe")

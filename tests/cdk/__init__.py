@@ -1,0 +1,1 @@
+"""CDK app tests (a package, so its conftest does not shadow tests/conftest.py)."""
