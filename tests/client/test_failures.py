@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import json
 
+import boto3
 import lambda_function
 import pytest
+from botocore.stub import Stubber
+from client_config import load_config
 from model_kit.model_io import Model
+from object_processor import ObjectProcessor
+from s3_events import SourceObject
 
 from .local_stack import INFERENCE_CSV, LocalStack, expected_labels, feature_rows
 
@@ -188,12 +193,6 @@ def test_unreachable_model_container_raises_and_leaves_no_output(stack: LocalSta
 
 
 def test_a_role_without_list_bucket_gets_a_clear_error_not_a_bare_403() -> None:
-    import boto3
-    from botocore.stub import Stubber
-    from client_config import load_config
-    from object_processor import ObjectProcessor
-    from s3_events import SourceObject
-
     config = load_config({"INFERENCE_OUTPUT_BUCKET": "out-bucket", "MODEL_ENDPOINT": "endpoint"})
     s3 = boto3.client(
         "s3", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x"
