@@ -5,6 +5,8 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import re
+import signal
 import socket
 import subprocess
 import sys
@@ -149,28 +151,44 @@ def test_connections_are_accepted_early_and_ping_is_200_only_after_the_model_loa
     assert output.index("model loaded from") < output.index("Booting worker")
 
 
+def read_response(client: socket.socket) -> tuple[bytes, bytes]:
+    """One HTTP/1.1 response with a Content-Length: (head, body)."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = client.recv(65536)
+        assert chunk, f"connection closed after {data!r}"
+        data += chunk
+    head, body = data.split(b"\r\n\r\n", 1)
+    length = int(re.search(rb"Content-Length: (\d+)", head, re.IGNORECASE).group(1))
+    while len(body) < length:
+        chunk = client.recv(65536)
+        assert chunk, "connection closed inside the body"
+        body += chunk
+    return head, body
+
+
 def test_sigterm_lets_an_in_flight_request_finish_then_exits(ml_root, sample):
-    server = start_model_server(ml_root, workers=1)
     body = bodies(sample, CSV)
-    host, port = server.url.removeprefix("http://").split(":")
-    with socket.create_connection((host, int(port)), timeout=30) as client:
-        head = "POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: text/csv\r\n"
-        client.sendall(f"{head}Content-Length: {len(body)}\r\n\r\n".encode() + body[:100])
-        time.sleep(0.5)  # the worker now waits for the rest of the body
-        stopping_at = time.monotonic()
-        server.process.send_signal(15)
-        time.sleep(0.5)
-        client.sendall(body[100:])
-        response = b""
-        while chunk := client.recv(65536):
-            response += chunk
-            if response.count(b"\n") > len(sample[2]) + 5:
-                break
-    assert response.startswith(b"HTTP/1.1 200 OK")
-    labels = response.split(b"\r\n\r\n", 1)[1].decode().splitlines()
-    assert len(labels) == len(sample[2])
-    assert server.process.wait(timeout=30) == 0
-    assert time.monotonic() - stopping_at < 30
+    request_head = (
+        f"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: text/csv\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    ).encode()
+    with start_model_server(ml_root, workers=1) as server:
+        host, port = server.url.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port)), timeout=30) as client:
+            client.sendall(request_head + body)  # a first request: the worker owns the connection
+            assert read_response(client)[0].startswith(b"HTTP/1.1 200 OK")
+            client.sendall(request_head + body[:100])
+            time.sleep(0.3)  # the worker is now reading the rest of the body
+            stopping_at = time.monotonic()
+            server.process.send_signal(signal.SIGTERM)
+            time.sleep(0.5)
+            client.sendall(body[100:])
+            head, answer = read_response(client)
+        assert head.startswith(b"HTTP/1.1 200 OK")
+        assert len(answer.decode().splitlines()) == len(sample[2])
+        assert server.process.wait(timeout=30) == 0
+        assert time.monotonic() - stopping_at < 30
 
 
 @pytest.fixture(scope="module")
