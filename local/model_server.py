@@ -86,7 +86,8 @@ def start_model_server(
 ) -> ModelServer:
     """Start ``serve`` on ``ml_root/model`` and return once ``/ping`` answers 200.
 
-    ``env`` adds or overrides variables (e.g. ``SAGEMAKER_BATCH``). Raises
+    ``env`` adds variables (e.g. ``SAGEMAKER_BATCH``); ``ML_ROOT``, the port and the
+    worker count always come from the arguments. Raises
     ``RuntimeError`` with the server's output if it exits or never gets healthy.
     """
     port = port or free_port()
@@ -98,13 +99,14 @@ def start_model_server(
         [sys.executable, str(SERVE_PROGRAM)],
         stdout=log_file,
         stderr=subprocess.STDOUT,
+        # The arguments win over ``env``: the helper must ping the port it chose.
         env={
             **os.environ,
+            **(env or {}),
             "ML_ROOT": str(ml_root),
             "SAGEMAKER_BIND_TO_PORT": str(port),
             "SAGEMAKER_MODEL_SERVER_WORKERS": str(workers),
             "PYTHONUNBUFFERED": "1",
-            **(env or {}),
         },
     )
     log_file.close()
