@@ -38,7 +38,9 @@ def build_app(context: dict[str, Any] | None = None, outdir: str | None = None) 
     prefix = config.name_prefix
     retain_days = retention(config.log_retention_days)
 
-    storage = StorageStack(app, f"{prefix}-storage", config=config.storage, env=env)
+    storage = StorageStack(
+        app, f"{prefix}-storage", config=config.storage, log_retention=retain_days, env=env
+    )
     registry = RegistryStack(app, f"{prefix}-registry", name_prefix=prefix, env=env)
     iam = IamStack(
         app,

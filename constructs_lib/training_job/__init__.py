@@ -133,13 +133,11 @@ class TrainingJob(Construct):
             "IAM5[Resource::*]",
             "Step Functions log delivery (logs:CreateLogDelivery etc.) accepts only Resource '*'.",
         )
-        for function_arn in (
-            provider.node.find_child("framework-isComplete"),
-            provider.node.find_child("framework-onTimeout"),
-        ):
+        for framework_function in ("framework-isComplete", "framework-onTimeout"):
+            function = cast(lambda_.IFunction, provider.node.find_child(framework_function))
             acknowledge_wildcard_resource(
                 waiter,
-                f"{cast(lambda_.IFunction, function_arn).function_arn}:*",
+                f"{function.function_arn}:*",
                 "CDK's provider framework grants its waiter all versions of its own two "
                 "framework functions; nothing else.",
             )
@@ -172,7 +170,6 @@ class TrainingJob(Construct):
         self.model_data_url: str = resource.get_att_string("ModelDataUrl")
         self.job_name: str = resource.get_att_string("TrainingJobName")
         self.final_metrics: str = resource.get_att_string("FinalMetrics")
-        self.provider = provider
 
     def _framework_role(self, name: str) -> iam.Role:
         return iam.Role(

@@ -141,7 +141,7 @@ def test_bundled_dataset_goes_to_training_and_validation_prefixes(synthesized):
     deployments = synthesized.resources("storage", "Custom::CDKBucketDeployment")
     prefixes = sorted(d["Properties"]["DestinationBucketKeyPrefix"] for d in deployments.values())
     assert prefixes == ["training/", "validation/"]
-    uploader = statements(synthesized.template("storage"), "DatasetUploaderRole")
+    uploader = statements(synthesized.template("storage"), "BundledDatasetUploaderRole")
     written = [
         r
         for s in uploader
@@ -149,6 +149,33 @@ def test_bundled_dataset_goes_to_training_and_validation_prefixes(synthesized):
         for r in as_list(s["Resource"])
     ]
     assert sorted(flat(r).split("/")[-2] for r in written) == ["training", "validation"]
+
+
+def test_an_existing_dataset_is_read_in_place_and_versioned_by_config(tmp_path_factory):
+    from .cdk_synth import context_with, synthesize
+
+    existing = synthesize(
+        tmp_path_factory.mktemp("existing-dataset"),
+        context_with(
+            **{
+                "config.storage.dataset.training_uri": "s3://team-data/churn/train",
+                "config.storage.dataset.version": "2026-01-15",
+            }
+        ),
+    )
+    assert "Custom::CDKBucketDeployment" not in flat(existing.template("storage"))
+    (job,) = existing.resources("training", "Custom::SageMakerTrainingJob").values()
+    assert job["Properties"]["Channels"] == [
+        {"ChannelName": "training", "S3Uri": "s3://team-data/churn/train/"}
+    ]
+    assert job["Properties"]["DataVersion"] == "2026-01-15"
+    granted = statements(existing.template("iam"), "SageMakerExecutionRole")
+    reads = flat([s["Resource"] for s in granted if "s3:GetObject" in as_list(s["Action"])])
+    assert ':s3:::team-data/churn/train/*"' in reads
+    (listing,) = [
+        s for s in granted if s["Action"] == "s3:ListBucket" and "team-data" in flat(s["Resource"])
+    ]
+    assert listing["Condition"] == {"StringLike": {"s3:prefix": ["churn/train/*"]}}
 
 
 # -- registry ---------------------------------------------------------------------------------
