@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from aws_cdk import CfnOutput, Duration, Stack
+from aws_cdk import CfnOutput, Duration, RemovalPolicy, Stack
 from aws_cdk import aws_applicationautoscaling as autoscaling
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_iam as iam
@@ -121,6 +121,9 @@ class ServingStack(Stack):
             "EndpointVolumeKey",
             enable_key_rotation=True,
             description="Encrypts the endpoint instances' storage volumes.",
+            # Only the endpoint's ephemeral volumes use it: delete it with the stack.
+            removal_policy=RemovalPolicy.DESTROY,
+            pending_window=Duration.days(7),
         ).key_arn
 
     def _data_capture(
