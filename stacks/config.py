@@ -522,8 +522,9 @@ def _parse_client(section: _Section) -> ClientConfig:
         timeout_seconds=section.integer("timeout_seconds", 1, 900),
         retry_attempts=section.integer("retry_attempts", 0, 2),
         max_event_age_seconds=section.integer("max_event_age_seconds", 60, 21600),
-        max_request_bytes=section.integer("max_request_bytes", 1, 6 * 1024 * 1024),
-        request_concurrency=section.integer("request_concurrency", 1, 64),
+        # The same bounds lambda_fn/client_config.py enforces when the function starts.
+        max_request_bytes=section.integer("max_request_bytes", 1024, 6 * 1024 * 1024),
+        request_concurrency=section.integer("request_concurrency", 1, 16),
         alarm_errors_threshold=section.integer("alarm_errors_threshold", 1, 10**6),
         alarm_dead_letters_threshold=section.integer("alarm_dead_letters_threshold", 1, 10**6),
     )
