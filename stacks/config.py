@@ -197,7 +197,7 @@ class ServingConfig:
 
 @dataclass(frozen=True)
 class ClientConfig:
-    reserved_concurrency: int
+    reserved_concurrency: int | None
     memory_mb: int
     timeout_seconds: int
     retry_attempts: int
@@ -404,7 +404,7 @@ def _parse_training(section: _Section) -> TrainingConfig:
         )
     return TrainingConfig(
         instance_type=section.instance_type("instance_type"),
-        instance_count=section.integer("instance_count", 1, 1),
+        instance_count=_single_instance(section),
         volume_size_gb=section.integer("volume_size_gb", 1, 16384),
         max_run_seconds=max_run,
         use_spot=use_spot,
@@ -412,6 +412,16 @@ def _parse_training(section: _Section) -> TrainingConfig:
         hyperparameters=_parse_hyperparameters(section),
         metric_definitions=_parse_metric_definitions(section),
     )
+
+
+def _single_instance(section: _Section) -> int:
+    if section.integer("instance_count", 1, 100) != 1:
+        raise section.fail(
+            "instance_count",
+            section.get("instance_count"),
+            "1 (the training program is single-node)",
+        )
+    return 1
 
 
 def _too_long(section: _Section, name: str, value: int) -> ConfigError:
@@ -517,7 +527,13 @@ def _parse_serving(section: _Section) -> ServingConfig:
 
 def _parse_client(section: _Section) -> ClientConfig:
     return ClientConfig(
-        reserved_concurrency=section.integer("reserved_concurrency", 1, 1000),
+        # null leaves the function unreserved: new accounts (concurrency quota 10) cannot
+        # reserve anything, since Lambda keeps 10 unreserved.
+        reserved_concurrency=(
+            None
+            if section.get("reserved_concurrency") is None
+            else section.integer("reserved_concurrency", 1, 1000)
+        ),
         memory_mb=section.integer("memory_mb", 128, 10240),
         timeout_seconds=section.integer("timeout_seconds", 1, 900),
         retry_attempts=section.integer("retry_attempts", 0, 2),

@@ -80,6 +80,11 @@ def test_wait_budget_fits_the_custom_resource_limit():
     )
 
 
+def test_reserved_concurrency_can_be_left_unreserved():
+    """New accounts (concurrency quota 10) cannot reserve any concurrency."""
+    assert parse(**{"config.client.reserved_concurrency": None}).client.reserved_concurrency is None
+
+
 def test_existing_dataset():
     config = parse(
         **{
@@ -210,6 +215,11 @@ BAD_VALUES = [
         {"config.client.reserved_concurrency": 0},
         "config.client.reserved_concurrency: got 0; allowed: an integer from 1 to 1000",
         id="lambda-concurrency",
+    ),
+    pytest.param(
+        {"config.training.instance_count": 2},
+        "config.training.instance_count: got 2; allowed: 1 (the training program is single-node)",
+        id="distributed-training",
     ),
     pytest.param(
         {"config.client.retry_attempts": 3},
