@@ -38,7 +38,15 @@ def test_npx_cdk_synth_prints_no_warning(tmp_path):
         and key != "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION"
     }
     result = subprocess.run(
-        [shutil.which("npx") or "npx", "cdk", "synth", "--quiet", "--output", str(tmp_path)],
+        [
+            shutil.which("npx") or "npx",
+            "cdk",
+            "synth",
+            "--quiet",
+            "--no-notices",
+            "--output",
+            str(tmp_path),
+        ],
         cwd=ROOT,
         capture_output=True,
         text=True,
