@@ -299,3 +299,20 @@ def test_a_single_worker_predicts_with_every_cpu(ml_root, sample):
         body = bodies(sample, CSV) * 50
         assert set(big_requests(server, body, 2 * THREADS_PER_WORKER)) == {200}
         assert thread_count(pid) - before > THREADS_PER_WORKER
+
+
+def test_inference_image_matches_the_training_image_and_runs_serve_from_path():
+    containers = SERVE_PROGRAM.parent.parent
+    inference = (containers / "Dockerfile.inference").read_text()
+    training = (containers / "Dockerfile.training").read_text()
+    base = re.findall(r"^FROM .+$", inference, re.MULTILINE)
+    assert base == re.findall(r"^FROM .+$", training, re.MULTILINE)
+    assert re.search(r"^COPY bin/serve bin/serve$", inference, re.MULTILINE)
+    assert 'PATH="/opt/program/bin:${PATH}"' in inference
+    assert "PYTHONUNBUFFERED=1" in inference
+    assert "libgomp1" in inference
+    assert re.search(r"^EXPOSE 8080$", inference, re.MULTILINE)
+    assert "-r requirements-inference.txt" in inference
+    requirements = (containers / "requirements-inference.txt").read_text().splitlines()
+    assert "-r requirements-model.txt" in requirements
+    assert not any(line.startswith("pandas") for line in requirements)

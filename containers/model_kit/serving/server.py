@@ -72,11 +72,12 @@ def tune_malloc() -> None:
     """Make glibc give a request's big buffers back to the OS once the request is done.
 
     By default glibc raises its mmap threshold after the first large free and
-    gives each thread its own arena, so a worker that once parsed 5 MB keeps
-    ~90 MB: 4 workers then took 2.8x the memory of one (measured in
-    ``benchmarks/serving_choices.py``). A fixed 128 KiB threshold (big arrays are
-    mmapped and unmapped on free) and two arenas keep it at ~1.2x. Set in the
-    master, so the forked workers inherit it; a no-op where malloc is not glibc's.
+    gives each thread its own arena, so a worker that once served 5 MB requests
+    keeps ~50-90 MB of freed heap: 4 workers then took 1.6-1.9x the memory of
+    one (``benchmarks/serving_choices.py``). A fixed 128 KiB threshold (big
+    arrays are mmapped, and unmapped on free) and two arenas keep it at ~1.2x.
+    Set in the master, so the forked workers inherit it; a no-op where malloc is
+    not glibc's.
     """
     try:
         mallopt = ctypes.CDLL(None).mallopt
