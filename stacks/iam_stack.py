@@ -139,8 +139,13 @@ class IamStack(Stack):
                 "logs:DescribeLogStreams",
             ],
             [
-                self._log_group_arn("/aws/sagemaker/TrainingJobs"),
-                self._log_group_arn(f"/aws/sagemaker/Endpoints/{endpoint_name}"),
+                arn
+                for group in (
+                    "/aws/sagemaker/TrainingJobs",
+                    f"/aws/sagemaker/Endpoints/{endpoint_name}",
+                )
+                # CreateLogGroup is authorised on the group itself, the others on its streams.
+                for arn in (self._log_group_arn(group, streams=False), self._log_group_arn(group))
             ],
             why_wildcards="SageMaker names the log streams in its two log groups at run time.",
         )
@@ -196,12 +201,12 @@ class IamStack(Stack):
         )
         return role
 
-    def _log_group_arn(self, name: str) -> str:
-        """The log group and every stream in it (`...:log-group:NAME:*`)."""
+    def _log_group_arn(self, name: str, *, streams: bool = True) -> str:
+        """The log group (`...:log-group:NAME`) or every stream in it (`...:NAME:*`)."""
         return self.format_arn(
             service="logs",
             resource="log-group",
-            resource_name=f"{name}:*",
+            resource_name=f"{name}:*" if streams else name,
             arn_format=ArnFormat.COLON_RESOURCE_NAME,
         )
 
