@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 PY_STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
 
-.PHONY: setup test lint clean synth demo
+.PHONY: setup test lint clean synth demo bench
 
 setup: $(PY_STAMP) $(NODE_STAMP)
 
@@ -27,6 +27,19 @@ synth: setup
 # The whole pipeline on this machine (no AWS account): synth, train, package, serve, score.
 demo: setup
 	$(PY) -m local.demo
+
+# Our model server beside the classic nginx + gunicorn gevent + flask container (~8 min):
+# writes benchmarks/RESULTS.md and benchmarks/results.png. Installs its own tools.
+bench: $(PY_STAMP)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-bench.txt
+	@if ! { command -v nginx || test -x /usr/sbin/nginx; } >/dev/null || ! command -v wrk >/dev/null; then \
+		if [ "$$(id -u)" = 0 ]; then \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light wrk; \
+		else \
+			echo "make bench needs nginx and wrk: sudo apt-get install -y nginx-light wrk"; exit 1; \
+		fi; \
+	fi
+	$(PY) -m benchmarks.run_bench
 
 lint: setup
 	$(PY) -m ruff check .

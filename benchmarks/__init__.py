@@ -1,0 +1,1 @@
+"""``make bench``: our model server against the classic nginx + gunicorn + flask design."""

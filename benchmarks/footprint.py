@@ -1,0 +1,56 @@
+"""Cold start and resident memory of a server's whole process tree."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from benchmarks.loadgen import run_wrk
+from local.model_server import ModelServer
+
+
+def descendants(pid: int) -> list[int]:
+    """``pid`` and every process below it (nginx and gunicorn sit two levels down)."""
+    found, queue = [], [pid]
+    while queue:
+        current = queue.pop()
+        found.append(current)
+        for task in Path(f"/proc/{current}/task").iterdir():
+            children = (task / "children").read_text().split()
+            queue.extend(int(child) for child in children)
+    return found
+
+
+def tree_pss_mib(pid: int) -> float:
+    """Proportional set size of the process tree: shared pages counted once in total."""
+    total_kib = 0
+    for member in descendants(pid):
+        for line in Path(f"/proc/{member}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                total_kib += int(line.split()[1])
+    return total_kib / 1024
+
+
+def cold_start_s(start: Callable[[], ModelServer], repeats: int) -> float:
+    """Median seconds from launching the server to its first ``/ping`` 200."""
+    timings = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        server = start()
+        timings.append(time.perf_counter() - started)
+        server.stop()
+    return statistics.median(timings)
+
+
+def memory_mib(server: ModelServer, body_file: Path, workers: int) -> dict[str, float]:
+    """PSS once started and idle, and right after 5 MB requests on every worker.
+
+    The reference loads its model lazily, in each worker's first request: its
+    idle figure holds one model copy, its busy figure one per worker.
+    """
+    time.sleep(1.5)  # every worker booted
+    idle = tree_pss_mib(server.process.pid)
+    run_wrk(f"{server.url}/invocations", body_file, 2 * workers, 3)
+    return {"idle": idle, "after_5mb": tree_pss_mib(server.process.pid)}

@@ -1,0 +1,380 @@
+"""Turn ``results.json`` into ``RESULTS.md`` and ``results.png``.
+
+    .venv/bin/python -m benchmarks.report [benchmarks/results.json]
+
+Ratios are taken round by round (ours and the reference ran back to back in
+the same round) and the median of those ratios is reported, so slow drifts in
+the machine's load cancel out.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+OURS, REFERENCE = "ours", "reference"
+SMALL_TARGET_SCENARIO = "1 record, 8 connections"
+BIG_SCENARIO = "5 MB, 8 connections"
+
+
+@dataclass(frozen=True)
+class Target:
+    """One line of the issue's targets and whether this run met it."""
+
+    name: str
+    wanted: str
+    measured: str
+    met: bool
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values)
+
+
+def per_round(results: dict[str, Any], scenario: str, key: str) -> dict[str, list[float]]:
+    return {name: [run[key] for run in runs] for name, runs in results["runs"][scenario].items()}
+
+
+def ratio(results: dict[str, Any], scenario: str, key: str) -> float:
+    """Median over rounds of ours / reference for ``key``."""
+    values = per_round(results, scenario, key)
+    return median([a / b for a, b in zip(values[OURS], values[REFERENCE], strict=True)])
+
+
+def workers(results: dict[str, Any]) -> int:
+    return int(results["arguments"]["workers"])
+
+
+def ceiling_rate(round_: dict[str, dict[str, float]], batch: str, results: dict[str, Any]) -> float:
+    """What the workers would reach if predicting were all they did: 1-thread rate x workers.
+
+    Not the OpenMP all-CPU rate: on a busy machine one process's OpenMP team
+    thrashes (it measured below the 1-thread rate), while each server worker
+    predicts with one thread, exactly like this.
+    """
+    return round_[batch]["1 thread"] * workers(results)
+
+
+def ceiling_ratio(results: dict[str, Any]) -> float:
+    """Median over rounds of our 5 MB records/s / that round's ceiling."""
+    ours = per_round(results, BIG_SCENARIO, "records_per_s")[OURS]
+    ceilings = [ceiling_rate(round_, "5 MB", results) for round_ in results["ceilings"]]
+    return median([a / b for a, b in zip(ours, ceilings, strict=True)])
+
+
+def memory_ratio(results: dict[str, Any], server: str, state: str) -> float:
+    memory = results["footprint"]["memory_mib"][server]
+    return memory["4"][state] / memory["1"][state]
+
+
+def targets(results: dict[str, Any]) -> list[Target]:
+    rps = ratio(results, SMALL_TARGET_SCENARIO, "requests_per_s")
+    p99 = ratio(results, SMALL_TARGET_SCENARIO, "p99_ms")
+    big = ratio(results, BIG_SCENARIO, "records_per_s")
+    share = ceiling_ratio(results)
+    cold = results["footprint"]["cold_start_s"][OURS]
+    memory_busy = memory_ratio(results, OURS, "after_5mb")
+    memory_idle = memory_ratio(results, OURS, "idle")
+    found = [
+        Target("1 record, 8 connections: requests/s vs reference", "≥ 3x", f"{rps:.2f}x", rps >= 3),
+        Target("1 record, 8 connections: p99 vs reference", "≤ 0.25x", f"{p99:.3f}x", p99 <= 0.25),
+        Target("5 MB: records/s vs reference", "≥ 1.5x", f"{big:.2f}x", big >= 1.5),
+        Target(
+            "5 MB: records/s vs in-process predict (1 thread x workers)",
+            "≥ 0.75x",
+            f"{share:.2f}x",
+            share >= 0.75,
+        ),
+        Target("cold start to the first /ping 200", "≤ 1.5 s", f"{cold:.2f} s", cold <= 1.5),
+        Target(
+            "memory, 4 workers vs 1 worker (after 5 MB requests; idle)",
+            "≤ 1.5x",
+            f"{memory_busy:.2f}x; {memory_idle:.2f}x",
+            max(memory_busy, memory_idle) <= 1.5,
+        ),
+    ]
+    if "lambda" in results:
+        peak = results["lambda"]["peak_rss_mb"]
+        found.append(
+            Target(
+                f"client Lambda peak memory, {results['lambda']['megabytes']} MiB file",
+                "≤ 256 MB",
+                f"{peak:.0f} MB",
+                peak <= 256,
+            )
+        )
+    return found
+
+
+def _load_table(results: dict[str, Any]) -> list[str]:
+    lines = [
+        "| scenario | reference req/s | ours req/s | ratio | reference records/s | "
+        "ours records/s | reference p50 / p90 / p99 ms | ours p50 / p90 / p99 ms | p99 ratio |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for scenario in results["scenarios"]:
+        name = scenario["name"]
+        rps = per_round(results, name, "requests_per_s")
+        records = per_round(results, name, "records_per_s")
+        latency = {
+            server: " / ".join(
+                f"{median(per_round(results, name, key)[server]):.1f}"
+                for key in ("p50_ms", "p90_ms", "p99_ms")
+            )
+            for server in (REFERENCE, OURS)
+        }
+        lines.append(
+            f"| {name} | {median(rps[REFERENCE]):,.0f} | {median(rps[OURS]):,.0f} | "
+            f"{ratio(results, name, 'requests_per_s'):.2f}x | {median(records[REFERENCE]):,.0f} | "
+            f"{median(records[OURS]):,.0f} | {latency[REFERENCE]} | {latency[OURS]} | "
+            f"{ratio(results, name, 'p99_ms'):.3f}x |"
+        )
+    return lines
+
+
+def _ceiling_table(results: dict[str, Any]) -> list[str]:
+    count = workers(results)
+    cpus = results["machine"]["cpus"]
+    lines = [
+        f"| batch | predict, 1 thread | x {count} workers (the ceiling) | "
+        f"one predict call with {cpus} OpenMP threads |",
+        "|---|---:|---:|---:|",
+    ]
+    for batch in results["payloads"]:
+        one = median([round_[batch]["1 thread"] for round_ in results["ceilings"]])
+        every = median([round_[batch]["all CPUs"] for round_ in results["ceilings"]])
+        lines.append(f"| {batch} | {one:,.0f} | {one * count:,.0f} | {every:,.0f} |")
+    lines += [
+        "",
+        "Records/s, measured in this process between the load runs of every round. The "
+        "ceiling is the 1-thread rate times the worker count: what the servers' workers, "
+        "one OpenMP thread each, would reach if predicting were all they did.",
+    ]
+    return lines
+
+
+def _footprint_lines(results: dict[str, Any]) -> list[str]:
+    footprint = results["footprint"]
+    memory = footprint["memory_mib"]
+    lines = [
+        "| | reference | ours |",
+        "|---|---:|---:|",
+        "| cold start: process start → first `/ping` 200 (median) | "
+        f"{footprint['cold_start_s'][REFERENCE]:.2f} s | {footprint['cold_start_s'][OURS]:.2f} s |",
+    ]
+    for workers in ("1", "4"):
+        for state, label in (("idle", "idle after start"), ("after_5mb", "after 5 MB requests")):
+            lines.append(
+                f"| memory (PSS, whole process tree), {workers} worker(s), {label} | "
+                f"{memory[REFERENCE][workers][state]:.0f} MiB | {memory[OURS][workers][state]:.0f} "
+                "MiB |"
+            )
+    for state, label in (("after_5mb", "after 5 MB requests"), ("idle", "idle")):
+        lines.append(
+            f"| 4 workers / 1 worker, {label} | {memory_ratio(results, REFERENCE, state):.2f}x | "
+            f"{memory_ratio(results, OURS, state):.2f}x |"
+        )
+    return lines
+
+
+def _lambda_lines(results: dict[str, Any]) -> list[str]:
+    if "lambda" not in results:
+        return ["Not measured in this run (`--skip-lambda`)."]
+    run = results["lambda"]
+    return [
+        f"`benchmarks/client_memory.py --megabytes {run['megabytes']} --format csv --repeat 1`: "
+        f"the handler, in a fresh process like a cold Lambda, read a {run['megabytes']} MiB CSV "
+        f"object from moto's S3 server and scored {run['records']:,} records in "
+        f"{run['requests']} requests through the local SageMaker runtime adapter and our server "
+        f"(1 worker) in {run['seconds']:.1f} s: **{run['records_per_s']:,.0f} records/s**, "
+        f"**peak RSS {run['peak_rss_mb']:.0f} MB** (a handler process that only imports and "
+        f"builds its clients peaks at {run['baseline_rss_mb']:.0f} MB).",
+    ]
+
+
+def _profile_lines(results: dict[str, Any]) -> list[str]:
+    stages = results["profile"]["stages_ms"]
+    whole = stages["whole WSGI call"]
+    predict = stages["predict (1 thread)"]
+    records = results["payloads"]["5 MB"]["records"]
+    lines = [
+        f"One 5 MB request ({records:,} records) through our WSGI app in process, one OpenMP "
+        "thread, as each worker runs it (median of 5):",
+        "",
+        "| stage | ms | share of the whole call |",
+        "|---|---:|---:|",
+    ]
+    lines += [f"| {name} | {ms:.1f} | {ms / whole:.0%} |" for name, ms in stages.items()]
+    lines += [
+        "",
+        f"So a worker can at best serve {records / whole * 1e3:,.0f} records/s against "
+        f"{records / predict * 1e3:,.0f} for `predict` alone "
+        f"({predict / whole:.0%} of the request is the model itself).",
+        "",
+        "<details><summary>pyinstrument call tree (5 requests)</summary>",
+        "",
+        "```",
+        results["profile"]["pyinstrument"].strip(),
+        "```",
+        "",
+        "</details>",
+    ]
+    return lines
+
+
+def _verdict(target: Target) -> str:
+    return "yes" if target.met else "**no**"
+
+
+def markdown(results: dict[str, Any], commentary: str) -> str:
+    machine = results["machine"]
+    found = targets(results)
+    lines = [
+        "# Inference speed: our model server beside the classic container",
+        "",
+        f"Produced by `{results['command']}` ({results['finished_utc']}, "
+        f"{results['wall_seconds'] / 60:.1f} min; arguments "
+        + ", ".join(f"{k}={v}" for k, v in results["arguments"].items())
+        + "). Every figure is a median; ratios are medians of per-round ratios (each round "
+        "runs both servers back to back, the order swapped every round).",
+        "",
+        "## Targets",
+        "",
+        "| target | wanted | measured | met |",
+        "|---|---|---|---|",
+        *(f"| {t.name} | {t.wanted} | {t.measured} | {_verdict(t)} |" for t in found),
+        "",
+        commentary.strip(),
+        "",
+        "![throughput and latency, reference beside ours](results.png)",
+        "",
+        "## Machine and method",
+        "",
+        f"- {machine['cpu']}, {machine['cpus']} CPUs, {machine['memory_gib']} GiB, Linux "
+        f"{machine['kernel']}, Python {machine['python']}, nginx {machine['nginx']}, "
+        f"{machine['wrk']}.",
+        f"- Model: LightGBM, {results['model']['trees']} trees, "
+        f"{results['model']['features']} features, trained by `containers/bin/train` on the "
+        "bundled data in the same run; both servers load that same model directory.",
+        f"- Both servers: {results['arguments']['workers']} workers, one OpenMP thread per "
+        "worker. Ours: `containers/bin/serve` (gunicorn gthread, bare WSGI app). Reference: "
+        "`benchmarks/reference/` (nginx → unix socket → gunicorn gevent → flask → "
+        "`pandas.read_csv` → predict → `DataFrame.to_csv`, model loaded lazily per worker).",
+        "- Load: wrk, one thread, keep-alive, on loopback, on the same machine (it takes CPU "
+        "from the servers, equally for both). wrk alone against nginx's static answer: "
+        f"{results['wrk_against_static_nginx_rps']:,.0f} requests/s, far above either server, "
+        "so the load generator is not the bottleneck.",
+        "- Before timing, both servers answered every payload with exactly the labels the "
+        "model predicts in process.",
+        f"- Load average at start {', '.join(f'{v:.1f}' for v in results['load_average_start'])}"
+        f", at the end {', '.join(f'{v:.1f}' for v in results['load_average_end'])}. Busiest "
+        "processes at the start (`ps -eo pcpu,etimes,args`; %CPU is a lifetime average):",
+        "",
+        "```",
+        *results["busy_processes_start"],
+        "```",
+        "",
+        "## Throughput and latency",
+        "",
+        *_load_table(results),
+        "",
+        "Payloads: "
+        + ", ".join(
+            f"{name} = {p['records']:,} records, {p['bytes']:,} bytes"
+            for name, p in results["payloads"].items()
+        )
+        + " (the inference split repeated; the 5 MB body stays under the classic nginx's 5 MiB "
+        "`client_max_body_size`).",
+        "",
+        "## Ceiling: in-process predict on the same batches",
+        "",
+        *_ceiling_table(results),
+        "",
+        "## Cold start and memory",
+        "",
+        *_footprint_lines(results),
+        "",
+        "## Client Lambda on a 100 MB file",
+        "",
+        *_lambda_lines(results),
+        "",
+        "## Where the 5 MB request's time goes",
+        "",
+        *_profile_lines(results),
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def chart(results: dict[str, Any], path: Path) -> None:
+    """Throughput (records/s) and latency percentiles per scenario, reference beside ours."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = [scenario["name"] for scenario in results["scenarios"]]
+    positions = range(len(names))
+    colours = {REFERENCE: "#9e9e9e", OURS: "#1f77b4"}
+    figure, (left, right) = plt.subplots(1, 2, figsize=(15, 5.5))
+    for offset, server in ((-0.2, REFERENCE), (0.2, OURS)):
+        left.bar(
+            [p + offset for p in positions],
+            [median(per_round(results, name, "records_per_s")[server]) for name in names],
+            width=0.4,
+            color=colours[server],
+            label=server,
+        )
+    for position, scenario in zip(positions, results["scenarios"], strict=True):
+        batch = scenario["payload"]
+        value = median([ceiling_rate(round_, batch, results) for round_ in results["ceilings"]])
+        left.hlines(value, position - 0.4, position + 0.4, colors="black", linestyles="dashed")
+    left.plot([], [], "k--", label="ceiling: in-process predict, 1 thread x workers")
+    left.set_yscale("log")
+    left.set_ylabel("records/s (log)")
+    left.set_title("Throughput")
+    left.legend()
+    width = 0.2
+    for index, (server, key) in enumerate(
+        ((REFERENCE, "p50_ms"), (REFERENCE, "p99_ms"), (OURS, "p50_ms"), (OURS, "p99_ms"))
+    ):
+        right.bar(
+            [p + (index - 1.5) * width for p in positions],
+            [median(per_round(results, name, key)[server]) for name in names],
+            width=width,
+            color=colours[server],
+            hatch="//" if key == "p99_ms" else None,
+            edgecolor="white",
+            label=f"{server} {key.split('_')[0]}",
+        )
+    right.set_yscale("log")
+    right.set_ylabel("latency, ms (log)")
+    right.set_title("Latency percentiles")
+    right.legend()
+    for axis in (left, right):
+        axis.set_xticks(list(positions))
+        axis.set_xticklabels([name.replace(", ", ",\n") for name in names], fontsize=8)
+        axis.grid(axis="y", alpha=0.3)
+    figure.suptitle(
+        f"Our model server vs the classic nginx + gunicorn gevent + flask + pandas container "
+        f"({results['machine']['cpus']} CPUs, {results['arguments']['workers']} workers each)"
+    )
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def write(results: dict[str, Any], out: Path) -> None:
+    commentary_file = out / "commentary.md"
+    commentary = commentary_file.read_text() if commentary_file.is_file() else ""
+    (out / "RESULTS.md").write_text(markdown(results, commentary))
+    chart(results, out / "results.png")
+
+
+if __name__ == "__main__":
+    source = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).parent / "results.json"
+    write(json.loads(source.read_text()), source.parent)

@@ -1,0 +1,315 @@
+"""``make bench``: our model server beside the classic container, measured in one run.
+
+    .venv/bin/python -m benchmarks.run_bench [--rounds 3] [--seconds 5] [--skip-lambda]
+
+1. Trains the model with the real ``containers/bin/train`` on the bundled data.
+2. Serves it with our server and with ``benchmarks/reference`` (nginx ->
+   gunicorn gevent -> flask -> pandas), same worker count, OpenMP limited the
+   same way, both up at once; checks both answer every payload with the
+   labels the model predicts in process.
+3. Drives both with wrk on loopback, alternating which goes first each round:
+   1 record at 1, 8 and 32 connections, 500 records and 5 MB at 8 connections.
+4. Measures the in-process ``predict`` ceiling in every round, cold start and
+   memory (PSS of the whole process tree) with 1 and 4 workers, the 5 MB
+   request's stages with a pyinstrument profile, and the client Lambda on a
+   100 MB file (``benchmarks/client_memory.py``).
+5. Writes ``results.json``, ``RESULTS.md`` and ``results.png`` into
+   ``benchmarks/`` (``--out`` to change).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(REPO), str(REPO / "containers")]
+
+from model_kit.model_io import Model, load_model  # noqa: E402
+
+from benchmarks import ceiling, footprint, profiles, report  # noqa: E402
+from benchmarks.loadgen import run_wrk, wrk_path  # noqa: E402
+from benchmarks.payloads import Payload, standard_payloads  # noqa: E402
+from benchmarks.reference.serve import nginx_binary  # noqa: E402
+from benchmarks.servers import post_csv, start_ours, start_reference  # noqa: E402
+from benchmarks.serving_choices import train_model  # noqa: E402
+from local.model_server import ModelServer  # noqa: E402
+
+OURS, REFERENCE = "ours", "reference"
+LAMBDA_RUN = re.compile(
+    r"run \d+: .*?, (?P<records>\d+) records, (?P<requests>\d+) requests: "
+    r"peak RSS (?P<rss>[\d.]+) MB, (?P<seconds>[\d.]+) s"
+)
+LAMBDA_BASELINE = re.compile(r"baseline .*?: (?P<rss>[\d.]+) MB")
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """One load pattern: which payload, how many connections, for how long."""
+
+    name: str
+    payload: str
+    connections: int
+    seconds: float
+
+
+def scenarios(seconds: float, big_seconds: float) -> list[Scenario]:
+    return [
+        Scenario("1 record, 1 connection", "1 record", 1, seconds),
+        Scenario("1 record, 8 connections", "1 record", 8, seconds),
+        Scenario("1 record, 32 connections", "1 record", 32, seconds),
+        Scenario("500 records, 8 connections", "500 records", 8, seconds),
+        Scenario("5 MB, 8 connections", "5 MB", 8, big_seconds),
+    ]
+
+
+def require_tools() -> None:
+    """nginx and wrk come from Debian; say how to get them rather than fail later."""
+    nginx_binary()
+    wrk_path()
+
+
+def describe_machine() -> dict[str, Any]:
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    memory_kib = int(Path("/proc/meminfo").read_text().split()[1])
+    nginx = subprocess.run([nginx_binary(), "-v"], capture_output=True, text=True).stderr.strip()
+    return {
+        "cpu": cpu,
+        "cpus": ceiling.available_cpus(),
+        "memory_gib": round(memory_kib / 2**20, 1),
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "nginx": nginx.split("/")[-1],
+        "wrk": subprocess.run([wrk_path(), "-v"], capture_output=True, text=True)
+        .stdout.split("[")[0]
+        .strip(),
+    }
+
+
+def busy_processes() -> list[str]:
+    """What else used the CPUs while the benchmark ran (the top of ``ps``)."""
+    listing = subprocess.run(
+        ["ps", "-eo", "pcpu,etimes,args", "--sort=-pcpu"], capture_output=True, text=True
+    ).stdout.splitlines()
+    return [line[:140] for line in listing[1:9]]
+
+
+def expected_answer(model: Model, payload: Payload) -> bytes:
+    """One label per line: what both servers must return for ``payload``."""
+    probabilities = model.predict_proba(ceiling.parse(payload.body), num_threads=1)
+    return ("\n".join(str(label) for label in model.predict_labels(probabilities)) + "\n").encode()
+
+
+def check_answers(servers: dict[str, ModelServer], model: Model, payloads: dict[str, Payload]):
+    for payload in payloads.values():
+        expected = expected_answer(model, payload)
+        for name, server in servers.items():
+            answer = post_csv(server.url, payload.body)
+            if answer != expected:
+                raise SystemExit(
+                    f"{name} answered the {payload.name} request wrongly: "
+                    f"{answer[:200]!r}... expected {expected[:200]!r}..."
+                )
+
+
+def measure_ceiling(model: Model, payloads: dict[str, Payload]) -> dict[str, dict[str, float]]:
+    rates = {}
+    for name, payload in payloads.items():
+        features = ceiling.parse(payload.body)
+        rates[name] = {
+            "1 thread": ceiling.predict_records_per_s(model, features, 1),
+            "all CPUs": ceiling.predict_records_per_s(model, features, ceiling.available_cpus()),
+        }
+    return rates
+
+
+def load_rounds(
+    servers: dict[str, ModelServer],
+    model: Model,
+    payloads: dict[str, Payload],
+    body_files: dict[str, Path],
+    plan: list[Scenario],
+    rounds: int,
+) -> tuple[dict[str, dict[str, list[dict[str, float]]]], list[dict[str, dict[str, float]]]]:
+    """Every scenario on both servers per round, the order swapped each round; and ceilings."""
+    runs: dict[str, dict[str, list[dict[str, float]]]] = {
+        scenario.name: {name: [] for name in servers} for scenario in plan
+    }
+    ceilings = []
+    for round_number in range(rounds):
+        order = list(servers) if round_number % 2 == 0 else list(reversed(servers))
+        ceilings.append(measure_ceiling(model, payloads))
+        for scenario in plan:
+            for name in order:
+                result = run_wrk(
+                    f"{servers[name].url}/invocations",
+                    body_files[scenario.payload],
+                    scenario.connections,
+                    scenario.seconds,
+                )
+                records = payloads[scenario.payload].records
+                runs[scenario.name][name].append(
+                    {
+                        **asdict(result),
+                        "requests_per_s": result.requests_per_s,
+                        "records_per_s": result.requests_per_s * records,
+                    }
+                )
+                print(
+                    f"round {round_number + 1} {scenario.name:<28} {name:<9} "
+                    f"{result.requests_per_s:8.1f} req/s  p50 {result.p50_ms:8.2f} ms  "
+                    f"p99 {result.p99_ms:8.2f} ms",
+                    flush=True,
+                )
+    return runs, ceilings
+
+
+def measure_footprint(ml_root: Path, big_file: Path) -> dict[str, Any]:
+    """Cold start of both servers; memory of both with 1 and 4 workers."""
+    result: dict[str, Any] = {
+        "cold_start_s": {
+            OURS: footprint.cold_start_s(lambda: start_ours(ml_root, workers=2), repeats=5),
+            REFERENCE: footprint.cold_start_s(
+                lambda: start_reference(ml_root, workers=2), repeats=3
+            ),
+        },
+        "memory_mib": {OURS: {}, REFERENCE: {}},
+    }
+    for workers in (1, 4):
+        for name, start in ((OURS, start_ours), (REFERENCE, start_reference)):
+            with start(ml_root, workers) as server:
+                result["memory_mib"][name][str(workers)] = footprint.memory_mib(
+                    server, big_file, workers
+                )
+    return result
+
+
+def measure_lambda(megabytes: int) -> dict[str, float]:
+    """The client Lambda scoring a ``megabytes`` MiB CSV file through the local stack."""
+    completed = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "benchmarks" / "client_memory.py"),
+            "--megabytes",
+            str(megabytes),
+            "--format",
+            "csv",
+            "--repeat",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=900,
+    )
+    run = LAMBDA_RUN.search(completed.stdout)
+    baseline = LAMBDA_BASELINE.search(completed.stdout)
+    if completed.returncode != 0 or run is None or baseline is None:
+        raise RuntimeError(
+            f"benchmarks/client_memory.py failed or changed its output:\n"
+            f"{completed.stdout}\n{completed.stderr[-3000:]}"
+        )
+    seconds = float(run["seconds"])
+    return {
+        "megabytes": megabytes,
+        "records": int(run["records"]),
+        "requests": int(run["requests"]),
+        "seconds": seconds,
+        "records_per_s": int(run["records"]) / seconds,
+        "peak_rss_mb": float(run["rss"]),
+        "baseline_rss_mb": float(baseline["rss"]),
+    }
+
+
+def measure_profile(model: Model, big: Payload) -> dict[str, Any]:
+    app = profiles.our_app(model, workers=2)
+    return {
+        "stages_ms": profiles.stage_ms(model, big.body),
+        "pyinstrument": profiles.profile_text(lambda: profiles.call_ours(app, big.body)),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--seconds", type=int, default=5, help="per small-payload run")
+    parser.add_argument("--big-seconds", type=int, default=8, help="per 5 MB run")
+    parser.add_argument("--workers", type=int, default=ceiling.available_cpus())
+    parser.add_argument("--lambda-megabytes", type=int, default=100)
+    parser.add_argument("--skip-lambda", action="store_true")
+    parser.add_argument("--out", type=Path, default=REPO / "benchmarks")
+    args = parser.parse_args()
+    require_tools()
+    started = time.time()
+    results: dict[str, Any] = {
+        "command": "make bench",
+        "arguments": {key: str(value) for key, value in vars(args).items() if key != "out"},
+        "machine": describe_machine(),
+        "load_average_start": os.getloadavg(),
+        "busy_processes_start": busy_processes(),
+    }
+    payloads = standard_payloads()
+    plan = scenarios(args.seconds, args.big_seconds)
+    with tempfile.TemporaryDirectory(prefix="bench-") as scratch:
+        work = Path(scratch)
+        ml_root = train_model(work / "ml")
+        model = load_model(ml_root / "model")
+        results["model"] = {"trees": model.booster.num_trees(), "features": model.n_features}
+        results["payloads"] = {
+            name: {"records": p.records, "bytes": len(p.body)} for name, p in payloads.items()
+        }
+        body_files = {}
+        for name, payload in payloads.items():
+            body_files[name] = work / f"{name.replace(' ', '_')}.csv"
+            body_files[name].write_bytes(payload.body)
+        print(f"model: {results['model']}; {args.workers} workers each", flush=True)
+        with (
+            start_ours(ml_root, args.workers) as ours,
+            start_reference(ml_root, args.workers) as reference,
+        ):
+            servers = {OURS: ours, REFERENCE: reference}
+            check_answers(servers, model, payloads)
+            for server in servers.values():  # every worker loads and warms up
+                run_wrk(f"{server.url}/invocations", body_files["500 records"], 8, 2)
+            wrk_alone = run_wrk(f"{reference.url}/", None, 8, 3, any_status=True)
+            results["wrk_against_static_nginx_rps"] = wrk_alone.requests_per_s
+            results["runs"], results["ceilings"] = load_rounds(
+                servers, model, payloads, body_files, plan, args.rounds
+            )
+        results["scenarios"] = [asdict(scenario) for scenario in plan]
+        print("footprint: cold start and memory", flush=True)
+        results["footprint"] = measure_footprint(ml_root, body_files["5 MB"])
+        print("profile of the 5 MB request", flush=True)
+        results["profile"] = measure_profile(model, payloads["5 MB"])
+    if not args.skip_lambda:
+        print(f"client Lambda on a {args.lambda_megabytes} MiB file", flush=True)
+        results["lambda"] = measure_lambda(args.lambda_megabytes)
+    results["load_average_end"] = os.getloadavg()
+    results["busy_processes_end"] = busy_processes()
+    results["wall_seconds"] = time.time() - started
+    results["finished_utc"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    report.write(results, args.out)
+    print(f"wrote {args.out / 'RESULTS.md'} and {args.out / 'results.png'}", flush=True)
+
+
+if __name__ == "__main__":
+    main()

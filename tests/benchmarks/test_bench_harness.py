@@ -1,0 +1,126 @@
+"""Fast checks of ``make bench``'s pieces; the benchmark itself never runs under pytest.
+
+The reference server test needs what only ``make bench`` installs (flask,
+gevent, pandas from requirements-bench.txt; nginx and wrk from Debian) and is
+skipped where they are missing.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+from model_kit.model_io import load_model
+
+from benchmarks import payloads, report
+from benchmarks.ceiling import parse
+from benchmarks.loadgen import run_wrk
+from benchmarks.servers import post_csv, start_reference
+
+BENCH_MODULES = ("flask", "gevent", "pandas")
+
+
+def _bench_tools_missing() -> str | None:
+    missing = [name for name in BENCH_MODULES if importlib.util.find_spec(name) is None]
+    if shutil.which("wrk") is None:
+        missing.append("wrk")
+    if shutil.which("nginx") is None and shutil.which("nginx", path="/usr/sbin") is None:
+        missing.append("nginx")
+    return f"needs `make bench`'s tools: {', '.join(missing)} missing" if missing else None
+
+
+def test_payloads_have_the_issue_sizes_and_fit_the_classic_nginx_limit() -> None:
+    built = payloads.standard_payloads()
+    assert [p.records for p in built.values()][:2] == [1, 500]
+    for payload in built.values():
+        lines = payload.body.decode().splitlines()
+        assert len(lines) == payload.records
+        assert {len(line.split(",")) for line in lines} == {30}
+    big = built["5 MB"]
+    assert 4_500_000 < len(big.body) <= payloads.CLASSIC_BODY_LIMIT
+    assert 22_000 < big.records < 24_000
+
+
+def _results(ours_rps: float, ours_p99: float, cold_start: float) -> dict:
+    """A minimal results.json: two rounds, both servers, the two target scenarios.
+
+    The reference does 1,000 1-record requests/s (p99 40 ms) and 4 5 MB
+    requests/s; ours does 8 5 MB requests/s, 0.8x the ceiling.
+    """
+
+    def run(rps: float, p99: float, records: int) -> dict:
+        return {
+            "requests_per_s": rps,
+            "records_per_s": rps * records,
+            "p50_ms": p99 / 4,
+            "p90_ms": p99 / 2,
+            "p99_ms": p99,
+        }
+
+    runs = {
+        report.SMALL_TARGET_SCENARIO: {
+            "ours": [run(ours_rps, ours_p99, 1)] * 2,
+            "reference": [run(1000.0, 40.0, 1)] * 2,
+        },
+        report.BIG_SCENARIO: {
+            "ours": [run(8.0, 900.0, 20_000)] * 2,
+            "reference": [run(4.0, 2000.0, 20_000)] * 2,
+        },
+    }
+    return {
+        "arguments": {"workers": "2"},
+        "runs": runs,
+        "ceilings": [{"5 MB": {"1 thread": 100_000.0, "all CPUs": 150_000.0}}] * 2,
+        "footprint": {
+            "cold_start_s": {"ours": cold_start, "reference": 3.0},
+            "memory_mib": {
+                server: {
+                    "1": {"idle": 100.0, "after_5mb": 120.0},
+                    "4": {"idle": 130.0, "after_5mb": 170.0},
+                }
+                for server in ("ours", "reference")
+            },
+        },
+        "lambda": {"megabytes": 100, "peak_rss_mb": 120.0},
+    }
+
+
+def test_targets_are_judged_on_per_round_ratios() -> None:
+    met = {t.name: t for t in report.targets(_results(3500.0, 8.0, 1.2))}
+    assert all(t.met for t in met.values()), met
+    assert met["1 record, 8 connections: requests/s vs reference"].measured == "3.50x"
+    assert met["5 MB: records/s vs in-process predict (1 thread x workers)"].measured == "0.80x"
+
+    missed = {t.name: t for t in report.targets(_results(2000.0, 20.0, 1.6)) if not t.met}
+    assert sorted(missed) == [
+        "1 record, 8 connections: p99 vs reference",
+        "1 record, 8 connections: requests/s vs reference",
+        "cold start to the first /ping 200",
+    ]
+
+
+@pytest.mark.skipif(_bench_tools_missing() is not None, reason=str(_bench_tools_missing()))
+def test_reference_server_answers_like_the_model_and_takes_wrk_load(
+    trained_model_dir: Path,
+) -> None:
+    """nginx -> gunicorn gevent -> flask -> pandas returns the model's labels, under wrk too."""
+    model = load_model(trained_model_dir)
+    body = payloads.repeated("5 records", 5).body
+    expected = model.predict_labels(model.predict_proba(parse(body)))
+    with start_reference(trained_model_dir.parent, workers=1) as server:
+        assert post_csv(server.url, body).decode().splitlines() == expected
+        request = urllib.request.Request(
+            f"{server.url}/invocations", data=b"{}", headers={"Content-Type": "application/json"}
+        )
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(request, timeout=10)
+        assert refused.value.code == 415
+        body_file = trained_model_dir.parent / "one_record.csv"
+        body_file.write_bytes(payloads.repeated("1 record", 1).body)
+        result = run_wrk(f"{server.url}/invocations", body_file, connections=2, seconds=1)
+        assert result.requests > 10
+        assert 0 < result.p50_ms <= result.p99_ms
