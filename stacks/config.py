@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,20 +37,14 @@ S3_URI_PATTERN = re.compile(r"^s3://([a-z0-9][a-z0-9.-]{1,61}[a-z0-9])/(.+?)/?$"
 # The retention periods CloudWatch Logs accepts.
 LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827)
 
-# The training container's hyperparameters (see containers/) and the type each must parse as.
-HYPERPARAMETER_TYPES: dict[str, type] = {
-    "target": str,
-    "learning_rate": float,
-    "num_iterations": int,
-    "num_leaves": int,
-    "max_depth": int,
-    "min_data_in_leaf": int,
-    "feature_fraction": float,
-    "lambda_l2": float,
-    "early_stopping_rounds": int,
-    "validation_fraction": float,
-    "seed": int,
-}
+# The training image's own rules for its hyperparameters (containers/model_kit), so a bad
+# value fails synth in seconds rather than a training job after a deployment.
+CONTAINERS_DIR = Path(__file__).resolve().parent.parent / "containers"
+if str(CONTAINERS_DIR) not in sys.path:
+    sys.path.append(str(CONTAINERS_DIR))
+
+from model_kit.training.errors import TrainingError  # noqa: E402
+from model_kit.training.hyperparameters import parse_hyperparameters  # noqa: E402
 
 
 class ConfigError(ValueError):
@@ -436,22 +431,16 @@ def _too_long(section: _Section, name: str, value: int) -> ConfigError:
 
 
 def _parse_hyperparameters(section: _Section) -> dict[str, str]:
+    """Checked by the training program's own parser; sent to SageMaker as strings."""
     raw = section.get("hyperparameters", {})
-    hyper = _Section(raw, section.key("hyperparameters"), set(HYPERPARAMETER_TYPES))
-    result = {}
-    for name, value in raw.items():
-        kind = HYPERPARAMETER_TYPES[name]
-        text = str(value).strip() if not isinstance(value, bool | dict | list) else None
-        valid = text is not None and text != ""
-        if valid and kind is not str:
-            try:
-                kind(text)
-            except ValueError:
-                valid = False
-        if not valid:
-            raise hyper.fail(name, value, f"a{'n' if kind is int else ''} {kind.__name__} value")
-        result[name] = text
-    return dict(sorted(result.items()))
+    key = section.key("hyperparameters")
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{key}: got {_describe(raw)}; allowed: an object of name: value")
+    try:
+        parse_hyperparameters(raw, source=key)
+    except TrainingError as error:
+        raise ConfigError(str(error)) from error
+    return {name: str(value).strip() for name, value in sorted(raw.items())}
 
 
 def _parse_metric_definitions(section: _Section) -> list[dict[str, str]]:

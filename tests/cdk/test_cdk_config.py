@@ -147,17 +147,26 @@ BAD_VALUES = [
     ),
     pytest.param(
         {"config.training.hyperparameters.learning_rate": "fast"},
-        "config.training.hyperparameters.learning_rate: got 'fast'; allowed: a float value",
+        "hyperparameter 'learning_rate' in config.training.hyperparameters is 'fast'; "
+        "allowed: a number > 0",
         id="hyperparameter-not-a-number",
     ),
     pytest.param(
         {"config.training.hyperparameters.num_iterations": "2.5"},
-        "config.training.hyperparameters.num_iterations: got '2.5'; allowed: an int value",
+        "hyperparameter 'num_iterations' in config.training.hyperparameters is '2.5'; "
+        "allowed: a whole number >= 1",
         id="hyperparameter-not-an-integer",
     ),
     pytest.param(
+        {"config.training.hyperparameters.feature_fraction": "1.5"},
+        "hyperparameter 'feature_fraction' in config.training.hyperparameters is '1.5'; "
+        "allowed: a number in (0, 1]",
+        id="hyperparameter-out-of-range",
+    ),
+    pytest.param(
         {"config.training.hyperparameters.eta": "0.3"},
-        "config.training.hyperparameters.eta: unknown key; allowed keys: early_stopping_rounds,",
+        "unknown hyperparameter 'eta' in config.training.hyperparameters; allowed "
+        "hyperparameters are: target, learning_rate,",
         id="unknown-hyperparameter",
     ),
     pytest.param(
