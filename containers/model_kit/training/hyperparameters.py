@@ -2,7 +2,8 @@
 
 SageMaker passes every hyperparameter as a string, so each one is parsed here
 with its allowed range, and a bad value is refused before any data is read:
-a typo should cost seconds, not a training run.
+a typo should cost seconds, not a training run. The CDK app imports this
+module to check its config at synth time, so it uses the standard library only.
 """
 
 from __future__ import annotations
