@@ -6,11 +6,16 @@ test_training_failures.py; here each rule is exercised cheaply.
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from dataclasses import fields
 
 import pytest
+from conftest import REPO_ROOT
 from model_kit.training.errors import TrainingError
 from model_kit.training.hyperparameters import RULES, Hyperparameters, parse_hyperparameters
+
+CONTAINERS_DIR = REPO_ROOT / "containers"
 
 
 def test_every_hyperparameter_has_a_rule():
@@ -63,3 +68,20 @@ def test_bad_values_name_key_value_and_allowed_range(key, value, allowed):
 def test_non_scalar_value_is_refused():
     with pytest.raises(TrainingError, match=r"'num_leaves' in h.json is \[31\]; expected a string"):
         parse_hyperparameters({"num_leaves": [31]}, source="h.json")
+
+
+def test_the_module_imports_only_the_standard_library():
+    """The CDK app imports it at synth, where the model libraries need not be installed."""
+    check = (
+        "import sys; import model_kit.training.hyperparameters; "
+        "print(sorted({'numpy', 'lightgbm', 'scipy'} & set(sys.modules)))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", check],
+        cwd=CONTAINERS_DIR,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert result.stdout.strip() == "[]"
