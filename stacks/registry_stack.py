@@ -10,7 +10,8 @@ from aws_cdk import aws_ssm as ssm
 from constructs import Construct
 
 CONTAINERS_DIR = Path(__file__).resolve().parent.parent / "containers"
-# Caches and virtualenvs must not change the image hash (and so retrain a model).
+# Caches and virtualenvs must not change an image's hash (and so retrain a model); CDK also
+# applies containers/.dockerignore.
 BUILD_CONTEXT_EXCLUDE = [
     "**/__pycache__",
     "**/*.pyc",
@@ -22,6 +23,22 @@ BUILD_CONTEXT_EXCLUDE = [
     "**/*.egg-info",
     "**/.DS_Store",
 ]
+# Files only one image uses. Each image's context leaves out the other's, so a change to the
+# model server rebuilds only the inference image and does not retrain the model (the training
+# job is named after its image), and a training-only change does not touch the endpoint's
+# container. A Dockerfile must therefore never COPY the other image's files.
+TRAINING_ONLY = [
+    "Dockerfile.training",
+    "bin/train",
+    "model_kit/training",
+    "requirements-training.txt",
+]
+INFERENCE_ONLY = [
+    "Dockerfile.inference",
+    "bin/serve",
+    "model_kit/serving",
+    "requirements-inference.txt",
+]
 
 
 class RegistryStack(Stack):
@@ -32,20 +49,39 @@ class RegistryStack(Stack):
     `make demo`) which image the app currently runs.
     """
 
-    def __init__(self, scope: Construct, construct_id: str, *, name_prefix: str, **kwargs) -> None:
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        name_prefix: str,
+        containers_dir: Path = CONTAINERS_DIR,
+        **kwargs,
+    ) -> None:
         super().__init__(scope, construct_id, **kwargs)
-        self.training_image = self._image("Training", "Dockerfile.training", name_prefix)
-        self.inference_image = self._image("Inference", "Dockerfile.inference", name_prefix)
+        self.training_image = self._image(
+            "Training", "Dockerfile.training", containers_dir, INFERENCE_ONLY, name_prefix
+        )
+        self.inference_image = self._image(
+            "Inference", "Dockerfile.inference", containers_dir, TRAINING_ONLY, name_prefix
+        )
 
-    def _image(self, role: str, dockerfile: str, name_prefix: str) -> ecr_assets.DockerImageAsset:
+    def _image(
+        self,
+        role: str,
+        dockerfile: str,
+        containers_dir: Path,
+        other_image_files: list[str],
+        name_prefix: str,
+    ) -> ecr_assets.DockerImageAsset:
         image = ecr_assets.DockerImageAsset(
             self,
             f"{role}Image",
-            directory=str(CONTAINERS_DIR),
+            directory=str(containers_dir),
             file=dockerfile,
             platform=ecr_assets.Platform.LINUX_AMD64,
-            exclude=BUILD_CONTEXT_EXCLUDE,
-            ignore_mode=IgnoreMode.GLOB,
+            exclude=[*BUILD_CONTEXT_EXCLUDE, *other_image_files],
+            ignore_mode=IgnoreMode.DOCKER,
             display_name=f"{name_prefix} {role.lower()} image",
         )
         ssm.StringParameter(

@@ -199,31 +199,67 @@ def test_images_are_amd64_builds_of_the_two_dockerfiles(synthesized):
     ]
 
 
-def test_image_hash_ignores_caches_and_virtualenvs(tmp_path):
+def image_hashes(containers_dir, outdir) -> dict[str, str]:
+    """Synthesizes the registry stack alone on `containers_dir`: {Dockerfile: asset hash}."""
+    import aws_cdk as cdk
+
+    from stacks.registry_stack import RegistryStack
+
+    app = cdk.App(outdir=str(outdir))
+    RegistryStack(app, "registry", name_prefix="test", containers_dir=containers_dir)
+    app.synth()
+    assets = json.loads((outdir / "registry.assets.json").read_text())
+    return {
+        image["source"]["dockerFile"]: digest for digest, image in assets["dockerImages"].items()
+    }
+
+
+def test_image_hashes_ignore_caches_and_the_other_images_files(tmp_path):
+    """A model-server change must not retrain the model; caches must change nothing."""
     import shutil
 
-    from aws_cdk import FileSystem, IgnoreMode
-
-    from stacks.registry_stack import BUILD_CONTEXT_EXCLUDE, CONTAINERS_DIR
+    from stacks.registry_stack import CONTAINERS_DIR
 
     context = tmp_path / "containers"
     shutil.copytree(CONTAINERS_DIR, context, ignore=shutil.ignore_patterns("__pycache__"))
+    clean = image_hashes(context, tmp_path / "clean")
 
-    def fingerprint() -> str:
-        return FileSystem.fingerprint(
-            str(context), exclude=BUILD_CONTEXT_EXCLUDE, ignore_mode=IgnoreMode.GLOB
-        )
-
-    clean = fingerprint()
     (context / "model_kit" / "__pycache__").mkdir()
-    (context / "model_kit" / "__pycache__" / "paths.cpython-311.pyc").write_bytes(b"\0cache")
+    (context / "model_kit" / "__pycache__" / "paths.cpython-313.pyc").write_bytes(b"\0cache")
     (context / ".venv" / "bin").mkdir(parents=True)
     (context / ".venv" / "bin" / "python").write_text("venv")
     (context / ".pytest_cache").mkdir()
     (context / ".pytest_cache" / "README.md").write_text("cache")
-    assert fingerprint() == clean
-    (context / "model_kit" / "new_module.py").write_text("X = 1\n")
-    assert fingerprint() != clean
+    assert image_hashes(context, tmp_path / "caches") == clean
+
+    (context / "model_kit" / "serving" / "extra.py").write_text("SERVER_ONLY = 1\n")
+    server_changed = image_hashes(context, tmp_path / "serving")
+    assert server_changed["Dockerfile.training"] == clean["Dockerfile.training"]
+    assert server_changed["Dockerfile.inference"] != clean["Dockerfile.inference"]
+
+    (context / "model_kit" / "training" / "extra.py").write_text("TRAINING_ONLY = 1\n")
+    both_changed = image_hashes(context, tmp_path / "training")
+    assert both_changed["Dockerfile.training"] != clean["Dockerfile.training"]
+    assert both_changed["Dockerfile.inference"] == server_changed["Dockerfile.inference"]
+
+    (context / "model_kit" / "shared.py").write_text("SHARED = 1\n")
+    shared_changed = image_hashes(context, tmp_path / "shared")
+    assert shared_changed["Dockerfile.training"] != both_changed["Dockerfile.training"]
+    assert shared_changed["Dockerfile.inference"] != both_changed["Dockerfile.inference"]
+
+
+def test_each_staged_build_context_holds_only_its_image_files(synthesized):
+    assets = json.loads((synthesized.outdir / "custom-sm-registry.assets.json").read_text())
+    for image in assets["dockerImages"].values():
+        staged = synthesized.outdir / image["source"]["directory"]
+        names = {path.relative_to(staged).as_posix() for path in staged.rglob("*")}
+        assert "model_kit/model_io.py" in names
+        if image["source"]["dockerFile"] == "Dockerfile.training":
+            assert "bin/train" in names
+            assert not any(name.startswith(("model_kit/serving", "bin/serve")) for name in names)
+        else:
+            assert "bin/serve" in names
+            assert not any(name.startswith(("model_kit/training", "bin/train")) for name in names)
 
 
 # -- iam --------------------------------------------------------------------------------------
