@@ -37,13 +37,8 @@ def wait_for(path, text, process, timeout):
     raise AssertionError(f"{text!r} not logged within {timeout} s:\n{path.read_text()}")
 
 
-def test_sigterm_during_training_stops_within_seconds(tmp_path):
-    ml_root = make_ml_root(
-        tmp_path / "ml",
-        channels={"training": {"big.csv": large_training_csv(copies=60)}},
-        hyperparameters={"num_iterations": 1_000_000, "early_stopping_rounds": 0},
-    )
-    log_file = tmp_path / "train.log"
+def run_until(ml_root, log_file, logged, timeout=60):
+    """Start training, wait until ``logged`` appears, send SIGTERM: (exit code, seconds)."""
     with log_file.open("w") as log:
         process = subprocess.Popen(
             [sys.executable, str(TRAIN_PROGRAM)],
@@ -52,15 +47,25 @@ def test_sigterm_during_training_stops_within_seconds(tmp_path):
             stderr=subprocess.STDOUT,
         )
         try:
-            wait_for(log_file, "iteration 1/1000000", process, timeout=60)
+            wait_for(log_file, logged, process, timeout)
             sent = time.monotonic()
             process.send_signal(signal.SIGTERM)
             exit_code = process.wait(timeout=10)
-            elapsed = time.monotonic() - sent
+            return exit_code, time.monotonic() - sent
         finally:
             if process.poll() is None:
                 process.kill()
                 process.wait()
+
+
+def test_sigterm_during_training_stops_within_seconds(tmp_path):
+    ml_root = make_ml_root(
+        tmp_path / "ml",
+        channels={"training": {"big.csv": large_training_csv(copies=60)}},
+        hyperparameters={"num_iterations": 1_000_000, "early_stopping_rounds": 0},
+    )
+    log_file = tmp_path / "train.log"
+    exit_code, elapsed = run_until(ml_root, log_file, "iteration 1/1000000")
     assert exit_code == EXIT_STOPPED, log_file.read_text()
     assert elapsed < 3, f"took {elapsed:.1f} s to stop"
     reason = (ml_root / "output" / "failure").read_text()
@@ -71,3 +76,22 @@ def test_sigterm_during_training_stops_within_seconds(tmp_path):
     assert reason.rstrip().endswith("of 1000000; no model was saved")
     assert not (ml_root / "model" / "model.txt").exists()
     assert "Traceback" not in log_file.read_text()
+
+
+def test_sigterm_while_loading_data_stops_at_once(tmp_path):
+    """A 340k-row file takes seconds to parse; the stop must not wait for it."""
+    header_line, *lines = TRAINING_CSV.read_text().splitlines()
+    body = "\n".join(lines) + "\n"
+    ml_root = make_ml_root(tmp_path / "ml", channels={"training": {"big.csv": ""}})
+    (ml_root / "input" / "data" / "training" / "big.csv").write_text(
+        header_line + "\n" + body * 1000
+    )
+    log_file = tmp_path / "train.log"
+    exit_code, elapsed = run_until(ml_root, log_file, "host algo-1")
+    assert exit_code == EXIT_STOPPED, log_file.read_text()
+    assert elapsed < 3, f"took {elapsed:.1f} s to stop"
+    reason = (ml_root / "output" / "failure").read_text()
+    assert reason.rstrip() == (
+        "training stopped by SIGTERM (StopTrainingJob or interrupt) while loading data; "
+        "no model was saved"
+    )
