@@ -173,20 +173,29 @@ def test_create_reuses_a_completed_job_of_the_same_inputs(sagemaker):
     assert handler.handle_event(event("Create"), client) == {"PhysicalResourceId": name}
 
 
-def test_create_skips_names_of_failed_or_stopped_jobs(sagemaker):
+@pytest.mark.parametrize("status", ["Failed", "Stopped", "Stopping"])
+def test_create_skips_names_of_failed_or_stopped_jobs(sagemaker, status):
     client, stubber = sagemaker
-    first, second, third = (handler.job_name(PROPERTIES, n) for n in (1, 2, 3))
+    first, second = (handler.job_name(PROPERTIES, n) for n in (1, 2))
     stubber.add_response(
-        "describe_training_job", described(first, "Failed"), {"TrainingJobName": first}
-    )
-    stubber.add_response(
-        "describe_training_job", described(second, "Stopped"), {"TrainingJobName": second}
+        "describe_training_job", described(first, status), {"TrainingJobName": first}
     )
     stubber.add_client_error("describe_training_job", **NOT_FOUND)
-    stubber.add_response(
-        "create_training_job", {"TrainingJobArn": "arn:x"}, {**_any_request(third)}
-    )
-    assert handler.handle_event(event("Create"), client) == {"PhysicalResourceId": third}
+    stubber.add_response("create_training_job", {"TrainingJobArn": "arn:x"}, _any_request(second))
+    assert handler.handle_event(event("Create"), client) == {"PhysicalResourceId": second}
+
+
+def test_create_gives_up_after_many_unusable_names(sagemaker):
+    client, stubber = sagemaker
+    for attempt in range(1, handler.MAX_ATTEMPTS + 1):
+        name = handler.job_name(PROPERTIES, attempt)
+        stubber.add_response(
+            "describe_training_job", described(name, "Failed"), {"TrainingJobName": name}
+        )
+    with pytest.raises(
+        RuntimeError, match=re.escape("change an input, e.g. the 'seed' hyperparameter")
+    ):
+        handler.handle_event(event("Create"), client)
 
 
 def _any_request(name: str) -> dict:

@@ -36,10 +36,11 @@ MODEL_SHAPING_PROPERTIES = (
 JOB_NAME_PATTERN = re.compile(r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}")
 HASH_LENGTH = 16
 MAX_JOB_NAME_LENGTH = 63
-# A name whose job failed or was stopped can never be used again; try the next suffix.
+# A name whose job failed or was stopped (or is being stopped, e.g. by a rollback) can never
+# be used again; try the next suffix.
 MAX_ATTEMPTS = 20
 RUNNING = ("InProgress", "Stopping")
-UNUSABLE = ("Failed", "Stopped")
+UNUSABLE = ("Failed", "Stopped", "Stopping")
 
 
 def content_hash(properties: dict[str, Any]) -> str:
