@@ -24,6 +24,9 @@ from endpoint_client import boto_config, runtime_client
 from object_processor import ObjectProcessor
 from s3_events import EventError, source_objects
 
+# Time kept back to abort an upload, log and return the error before the function's timeout.
+TIMEOUT_MARGIN_SECONDS = 10.0
+
 
 class TransientFailure(Exception):
     """Some objects of the event could not be processed now; Lambda should retry the event."""
@@ -35,6 +38,14 @@ def _processor() -> ObjectProcessor:
     config = load_config(os.environ)
     s3 = boto3.client("s3", config=boto_config(config))
     return ObjectProcessor(config, s3, runtime_client(config))
+
+
+def _deadline(context: Any) -> float | None:
+    """When to stop scoring: ``TIMEOUT_MARGIN_SECONDS`` before Lambda would kill us."""
+    remaining = getattr(context, "get_remaining_time_in_millis", None)
+    if remaining is None:
+        return None
+    return time.monotonic() + remaining() / 1000 - TIMEOUT_MARGIN_SECONDS
 
 
 def _log(fields: dict[str, Any]) -> None:
@@ -56,7 +67,7 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         started = time.perf_counter()
         line: dict[str, Any] = {"bucket": obj.bucket, "key": obj.key, "version_id": obj.version_id}
         try:
-            outcome = processor.process(obj)
+            outcome = processor.process(obj, _deadline(context))
         except Exception as exc:
             line.update(outcome="failed", reason=f"{type(exc).__name__}: {exc}")
             failures.append(f"s3://{obj.bucket}/{obj.key}: {type(exc).__name__}: {exc}")
@@ -65,6 +76,7 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
                 outcome=outcome.outcome,
                 reason=outcome.reason,
                 bytes=outcome.bytes,
+                output_bytes=outcome.output_bytes,
                 records=outcome.records,
                 requests=outcome.requests,
                 output_key=outcome.output_key,

@@ -8,6 +8,7 @@ never has to guess which of the two is current.
 from __future__ import annotations
 
 import json
+import time
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -42,6 +43,7 @@ class Outcome:
     records: int = 0
     requests: int = 0
     bytes: int = 0
+    output_bytes: int = 0  # written to ``.out``, also when that upload was then aborted
     output_key: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -100,8 +102,13 @@ class ObjectProcessor:
     def __init__(self, config: ClientConfig, s3: Any, runtime: Any) -> None:
         self._config, self._s3, self._runtime = config, s3, runtime
 
-    def process(self, obj: SourceObject) -> Outcome:
-        """Handle one object; raises only transient failures."""
+    def process(self, obj: SourceObject, deadline: float | None = None) -> Outcome:
+        """Handle one object; raises only transient failures.
+
+        ``deadline`` (``time.monotonic()`` seconds) is when to give up: before
+        Lambda's own timeout, so the multipart upload is aborted and the failure
+        logged instead of the process being frozen mid-upload.
+        """
         skip = self._skip_reason(obj)
         if skip:
             return Outcome("skipped", reason=skip)
@@ -129,7 +136,7 @@ class ObjectProcessor:
             return Outcome("skipped", reason="empty object")
         outcome = Outcome("predictions", bytes=size)
         try:
-            self._score(source, fmt, response["Body"], outcome)
+            self._score(source, fmt, response["Body"], outcome, deadline)
         except PermanentError as error:
             return self._report(source, error, outcome)
         finally:
@@ -154,7 +161,14 @@ class ObjectProcessor:
             return f"version {obj.version_id} is superseded by version {current}"
         return None
 
-    def _score(self, source: Source, fmt: InputFormat, body: Any, outcome: Outcome) -> None:
+    def _score(
+        self,
+        source: Source,
+        fmt: InputFormat,
+        body: Any,
+        outcome: Outcome,
+        deadline: float | None,
+    ) -> None:
         config = self._config
         output_key = source.key + OUT_SUFFIX
         writer = S3StreamWriter(
@@ -171,6 +185,11 @@ class ObjectProcessor:
         try:
             with closing(scored):
                 for batch, predictions in scored:
+                    if deadline is not None and time.monotonic() > deadline:
+                        raise TimeoutError(
+                            f"stopped after {outcome.records} records to finish before the "
+                            "function's timeout; raise the timeout or split the file"
+                        )
                     writer.write(fmt.render(predictions, first=outcome.records == 0))
                     outcome.records += batch.count
                     outcome.requests += 1
@@ -179,6 +198,8 @@ class ObjectProcessor:
         except BaseException:
             writer.abort()
             raise
+        finally:
+            outcome.output_bytes = writer.bytes_written
         outcome.output_key = output_key
         self._delete(source.key + ERROR_SUFFIX)
 

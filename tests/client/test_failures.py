@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import boto3
 import lambda_function
@@ -12,6 +13,8 @@ from client_config import load_config
 from model_kit.model_io import Model
 from object_processor import ObjectProcessor
 from s3_events import SourceObject
+
+from benchmarks.client_memory import generate_file
 
 from .local_stack import INFERENCE_CSV, LocalStack, expected_labels, feature_rows
 
@@ -205,3 +208,54 @@ def test_a_role_without_list_bucket_gets_a_clear_error_not_a_bare_403() -> None:
             PermissionError, match=r"needs s3:GetObject and s3:ListBucket on bucket in-bucket"
         ):
             processor.process(source)
+
+
+class _LambdaContext:
+    """The part of Lambda's context object the handler reads."""
+
+    def __init__(self, remaining_ms: int) -> None:
+        self.remaining_ms = remaining_ms
+
+    def get_remaining_time_in_millis(self) -> int:
+        return self.remaining_ms
+
+
+def test_scoring_stops_before_the_function_timeout_and_aborts_the_upload(
+    stack: LocalStack,
+) -> None:
+    record = stack.put("late.csv", INFERENCE_TEXT.encode())
+    almost_out_of_time = _LambdaContext(int(lambda_function.TIMEOUT_MARGIN_SECONDS * 1000) - 1)
+
+    with pytest.raises(lambda_function.TransientFailure, match="TimeoutError: stopped after 0"):
+        lambda_function.lambda_handler({"Records": [record]}, almost_out_of_time)
+
+    assert stack.output_keys() == []
+
+
+def test_enough_time_left_scores_normally(stack: LocalStack) -> None:
+    record = stack.put("on-time.csv", INFERENCE_TEXT.encode())
+
+    lambda_function.lambda_handler({"Records": [record]}, _LambdaContext(300_000))
+
+    assert stack.output_keys() == ["on-time.csv.out"]
+
+
+def test_a_bad_record_after_multipart_parts_were_uploaded_aborts_the_upload(
+    stack: LocalStack, tmp_path: Path
+) -> None:
+    stack.env["OUTPUT_PART_BYTES"] = str(5 * 1024 * 1024)
+    stack.apply_env()
+    data_file = tmp_path / "long.jsonl"
+    records = len(generate_file(data_file, 25, "jsonl"))
+    with data_file.open("a") as out:
+        out.write('[1.0, "x"]\n')
+    stack.s3.upload_file(str(data_file), stack.input_bucket, "long.jsonl")
+    size = data_file.stat().st_size
+
+    [line] = stack.invoke(stack.record("long.jsonl", size, None, None))["objects"]
+
+    assert line["outcome"] == "error_report"
+    assert stack.error_report("long.jsonl")["record"] == records + 1
+    assert line["output_bytes"] > 5 * 1024 * 1024  # parts had gone up before the bad record
+    assert stack.open_uploads() == []
+    assert stack.output_keys() == ["long.jsonl.error.json"]
