@@ -45,7 +45,7 @@ def cold_start_s(start: Callable[[], ModelServer], repeats: int) -> float:
 
 
 def memory_mib(server: ModelServer, body_file: Path, workers: int) -> dict[str, float]:
-    """PSS once started and idle, and right after 5 MB requests on every worker.
+    """PSS once started and idle, and once 5 MB requests on every worker are done.
 
     The reference loads its model lazily, in each worker's first request: its
     idle figure holds one model copy, its busy figure one per worker.
@@ -53,4 +53,5 @@ def memory_mib(server: ModelServer, body_file: Path, workers: int) -> dict[str, 
     time.sleep(1.5)  # every worker booted
     idle = tree_pss_mib(server.process.pid)
     run_wrk(f"{server.url}/invocations", body_file, 2 * workers, 3)
+    time.sleep(2.0)  # requests still in flight when wrk stopped have finished
     return {"idle": idle, "after_5mb": tree_pss_mib(server.process.pid)}

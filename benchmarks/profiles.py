@@ -1,7 +1,8 @@
 """Where a 5 MB request's time goes, in process: stage timings and a pyinstrument profile.
 
-Our WSGI app is called exactly as gunicorn calls it, with one OpenMP thread,
-as each of two workers runs it: this is the profile behind RESULTS.md's
+In process, our WSGI app is called exactly as gunicorn calls it, with one
+OpenMP thread, as each of two workers runs it; live, py-spy samples the
+running workers under load. These profiles are behind RESULTS.md's
 explanation of the 5 MB numbers.
 """
 
@@ -9,8 +10,11 @@ from __future__ import annotations
 
 import io
 import statistics
+import subprocess
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from model_kit.model_io import Model
@@ -73,3 +77,54 @@ def profile_text(action: Callable[[], object], repeats: int = 5) -> str:
         action()
     profiler.stop()
     return profiler.output_text(unicode=False, color=False, show_all=False)
+
+
+# Stages of a request, matched against py-spy stacks in this order (first match wins).
+LIVE_STAGES = (
+    ("predict (LightGBM)", "predict_proba"),
+    ("parse (parse_csv)", "parse_csv"),
+    ("encode", "encoders.py"),
+    ("read the request body", "_read_body"),
+    ("gunicorn: sockets, HTTP", "gunicorn/"),
+)
+
+
+def py_spy_stages(pids: list[int], seconds: int, workdir: Path) -> dict[str, float]:
+    """Share of sampled CPU-active time per request stage across ``pids`` (py-spy, 100 Hz).
+
+    Samples the live server workers while they serve; idle threads are not
+    sampled, so the shares are of the time the workers spent working.
+    """
+    outputs = [workdir / f"py-spy-{pid}.txt" for pid in pids]
+    recorders = [
+        subprocess.Popen(
+            [
+                str(Path(sys.executable).parent / "py-spy"),
+                "record",
+                "--pid",
+                str(pid),
+                "--duration",
+                str(seconds),
+                "--rate",
+                "100",
+                "--nonblocking",
+                "--format",
+                "raw",
+                "-o",
+                str(output),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for pid, output in zip(pids, outputs, strict=True)
+    ]
+    counts: dict[str, int] = {name: 0 for name, _ in LIVE_STAGES} | {"other": 0}
+    for recorder, output in zip(recorders, outputs, strict=True):
+        if recorder.wait(timeout=seconds + 30) != 0 or not output.is_file():
+            raise RuntimeError(f"py-spy could not sample the server (exit {recorder.returncode})")
+        for line in output.read_text().splitlines():
+            stack, _, samples = line.rpartition(" ")
+            stage = next((name for name, marker in LIVE_STAGES if marker in stack), "other")
+            counts[stage] += int(samples)
+    total = sum(counts.values()) or 1
+    return {stage: count / total for stage, count in counts.items()}

@@ -28,6 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -238,6 +239,17 @@ def measure_lambda(megabytes: int) -> dict[str, float]:
     }
 
 
+def profile_live(server: ModelServer, body_file: Path, workdir: Path) -> dict[str, float]:
+    """py-spy on our workers while wrk sends them 5 MB requests."""
+    workers = footprint.descendants(server.process.pid)[1:]
+    with ThreadPoolExecutor(1) as pool:
+        load = pool.submit(run_wrk, f"{server.url}/invocations", body_file, 8, 7)
+        time.sleep(0.5)
+        stages = profiles.py_spy_stages(workers, 5, workdir)
+        load.result()
+    return stages
+
+
 def measure_profile(model: Model, big: Payload) -> dict[str, Any]:
     app = profiles.our_app(model, workers=2)
     return {
@@ -293,11 +305,13 @@ def main() -> None:
             results["runs"], results["ceilings"] = load_rounds(
                 servers, model, payloads, body_files, plan, args.rounds
             )
+            print("py-spy on our workers under 5 MB requests", flush=True)
+            live = profile_live(ours, body_files["5 MB"], work)
         results["scenarios"] = [asdict(scenario) for scenario in plan]
         print("footprint: cold start and memory", flush=True)
         results["footprint"] = measure_footprint(ml_root, body_files["5 MB"])
         print("profile of the 5 MB request", flush=True)
-        results["profile"] = measure_profile(model, payloads["5 MB"])
+        results["profile"] = {**measure_profile(model, payloads["5 MB"]), "py_spy": live}
     if not args.skip_lambda:
         print(f"client Lambda on a {args.lambda_megabytes} MiB file", flush=True)
         results["lambda"] = measure_lambda(args.lambda_megabytes)
