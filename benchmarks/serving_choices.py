@@ -224,9 +224,12 @@ def free_port() -> int:
 
 
 def serve_variant(
-    model_dir: Path, port: int, workers: int, worker_class: str, threads: int
+    model_dir: Path, port: int, workers: int, worker_class: str, threads: int, malloc: str
 ) -> None:
-    """Run the real app under a given gunicorn worker class (a child process of this script)."""
+    """Run the real app under a given gunicorn worker class (a child process of this script).
+
+    ``malloc`` is ``tuned`` (as ``serve`` does) or ``default`` (glibc's own settings).
+    """
     from model_kit.serving import server
     from model_kit.serving.config import ServerConfig
 
@@ -235,12 +238,25 @@ def serve_variant(
     )
     listener = server.listen(port)
     server.pin_master_threads()
+    if malloc == "tuned":
+        server.tune_malloc()
     from model_kit.model_io import load_model
     from model_kit.serving.app import InferenceApp
 
     options = server.gunicorn_options(config, listener)
     options.update(worker_class=worker_class, threads=threads, loglevel="warning")
     server.run_gunicorn(InferenceApp(load_model(model_dir), config), options)
+
+
+def start_variant(
+    model_dir: Path, workers: int, worker_class: str, threads: int, malloc: str = "tuned"
+) -> tuple[subprocess.Popen[bytes], int]:
+    """A ``serve_variant`` child process answering /ping: (process, port)."""
+    port = free_port()
+    arguments = [str(model_dir), str(port), str(workers), worker_class, str(threads), malloc]
+    process = subprocess.Popen([sys.executable, __file__, "--serve", *arguments])
+    wait_for_ping(port, process)
+    return process, port
 
 
 def wait_for_ping(port: int, process: subprocess.Popen[bytes]) -> None:
@@ -321,21 +337,8 @@ def measure_stacks(model_dir: Path, seconds: float, repeats: int) -> None:
     workers = len(os.sched_getaffinity(0))
     rows = []
     for worker_class, threads in (("sync", 1), ("gthread", 1), ("gthread", 4)):
-        port = free_port()
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                __file__,
-                "--serve",
-                str(model_dir),
-                str(port),
-                str(workers),
-                worker_class,
-                str(threads),
-            ],
-        )
+        process, port = start_variant(model_dir, workers, worker_class, threads)
         try:
-            wait_for_ping(port, process)
             small, heavy, pings = [], [], []
             p50s, p99s = [], []
             for _ in range(repeats):
@@ -381,14 +384,24 @@ def measure_serve(ml_root: Path) -> None:
     from local.model_server import start_model_server
 
     big = csv_body(FIVE_MB)
-    idle, busy = {}, {}
+
+    def memory(pid: int, port: int, workers: int) -> tuple[int, int]:
+        time.sleep(1.5)
+        idle = process_tree_pss(pid)
+        load(port, big, "/invocations", 2 * workers, 2.0)
+        return idle, process_tree_pss(pid)
+
+    tuned, default = {}, {}
     for workers in (1, 4):
         with start_model_server(ml_root, workers=workers) as server:
-            time.sleep(1.5)
-            idle[workers] = process_tree_pss(server.process.pid)
             port = int(server.url.rsplit(":", 1)[1])
-            load(port, big, "/invocations", 2 * workers, 2.0)
-            busy[workers] = process_tree_pss(server.process.pid)
+            tuned[workers] = memory(server.process.pid, port, workers)
+        process, port = start_variant(ml_root / "model", workers, "gthread", 4, "default")
+        try:
+            default[workers] = memory(process.pid, port, workers)
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
     accept, ping = [], []
     for _ in range(5):
         port = free_port()
@@ -418,15 +431,20 @@ def measure_serve(ml_root: Path) -> None:
         [
             *(
                 (
-                    f"memory (PSS, all processes), {workers} worker(s)",
-                    f"idle {idle[workers] / 1024:6.1f} MiB | after 5 MB requests "
-                    f"{busy[workers] / 1024:6.1f} MiB",
+                    f"memory (PSS of all processes), {label}, {workers} worker(s)",
+                    f"idle {found[workers][0] / 1024:6.1f} MiB | after 5 MB requests "
+                    f"{found[workers][1] / 1024:6.1f} MiB",
                 )
+                for label, found in (("tuned malloc", tuned), ("glibc defaults", default))
                 for workers in (1, 4)
             ),
-            (
-                "4 workers / 1 worker",
-                f"idle {idle[4] / idle[1]:4.2f}x | after 5 MB requests {busy[4] / busy[1]:4.2f}x",
+            *(
+                (
+                    f"4 workers / 1 worker, {label}",
+                    f"idle {found[4][0] / found[1][0]:4.2f}x | after 5 MB requests "
+                    f"{found[4][1] / found[1][1]:4.2f}x",
+                )
+                for label, found in (("tuned malloc (serve)", tuned), ("glibc defaults", default))
             ),
             ("start -> connection accepted", f"{statistics.median(accept) * 1e3:6.0f} ms"),
             ("start -> first /ping 200", f"{statistics.median(ping) * 1e3:6.0f} ms"),
@@ -438,11 +456,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=2.0, help="per load measurement")
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--serve", nargs=5, help=argparse.SUPPRESS)
+    parser.add_argument("--serve", nargs=6, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
-        model_dir, port, workers, worker_class, threads = args.serve
-        serve_variant(Path(model_dir), int(port), int(workers), worker_class, int(threads))
+        model_dir, port, workers, worker_class, threads, malloc = args.serve
+        serve_variant(Path(model_dir), int(port), int(workers), worker_class, int(threads), malloc)
         return
     with tempfile.TemporaryDirectory() as scratch:
         ml_root = train_model(Path(scratch))
