@@ -61,6 +61,13 @@ def test_csv_bad_cell_deep_in_a_large_body_is_located_exactly(sample):
     assert "'1.2.3' is not a number" in error.message
 
 
+def test_a_huge_bad_cell_is_shortened_in_the_error():
+    error = refused(parse_csv, "1,2," + "x" * 100_000)
+    assert error.message.startswith("record 1 (line 1), column 'c': 'xxxx")
+    assert "... (100002 characters) is not a number" in error.message
+    assert len(error.message) < 250
+
+
 def test_csv_small_body_details():
     assert parse_csv(b"\xef\xbb\xbfa,b,c\n1, 2 ,nan\n\n4,,6", NAMES).tolist()[1][:1] == [4.0]
     parsed = parse_csv(b"1, ,3\n", NAMES)

@@ -37,11 +37,17 @@ class RequestError(Exception):
         return json.dumps(payload).encode()
 
 
+MAX_ECHOED_CHARS = 60
+
+
 def bad_value(record: int, column: str, value: object, where: str = "") -> RequestError:
-    """A cell that is not a number: names the record, the column and the value."""
+    """A cell that is not a number: names the record, the column and the value (shortened)."""
+    shown = repr(value)
+    if len(shown) > MAX_ECHOED_CHARS:
+        shown = f"{shown[:MAX_ECHOED_CHARS]}... ({len(shown)} characters)"
     return RequestError(
         400,
-        f"record {record}{where}, column {column!r}: {value!r} is not a number "
+        f"record {record}{where}, column {column!r}: {shown} is not a number "
         "(allowed: a number, or an empty cell / null for a missing value)",
         record=record,
         column=column,
