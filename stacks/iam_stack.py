@@ -172,12 +172,17 @@ class IamStack(Stack):
             [input_bucket.objects_arn],
             why_wildcards=any_key,
         )
+        # Read back and delete its own results: the Lambda keeps one result per key
+        # (`.out` or `.error.json`) and adds the record count to a multipart output.
         allow(
             role,
-            ["s3:PutObject", "s3:AbortMultipartUpload"],
+            ["s3:PutObject", "s3:GetObject", "s3:DeleteObject", "s3:AbortMultipartUpload"],
             [output_bucket.objects_arn],
             why_wildcards=any_key,
         )
+        # Without ListBucket, S3 answers 403 instead of 404 for a missing key, and the
+        # Lambda could not tell "no stale result" or "input deleted" from "access denied".
+        allow(role, ["s3:ListBucket"], [input_bucket.bucket_arn, output_bucket.bucket_arn])
         # SageMaker writes endpoint names in ARNs in lower case.
         allow(
             role,

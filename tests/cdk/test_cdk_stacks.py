@@ -315,19 +315,28 @@ def test_sagemaker_role_is_least_privilege(synthesized):
 
 def test_client_role_is_scoped_to_its_buckets_endpoint_queue_and_logs(synthesized):
     granted = statements(synthesized.template("iam"), "ClientRole")
-    by_action = {action: flat(s["Resource"]) for s in granted for action in as_list(s["Action"])}
+    by_action: dict[str, str] = {}
+    for statement in granted:
+        for action in as_list(statement["Action"]):
+            by_action[action] = by_action.get(action, "") + flat(statement["Resource"])
     assert sorted(by_action) == [
         "logs:CreateLogStream",
         "logs:PutLogEvents",
         "s3:AbortMultipartUpload",
+        "s3:DeleteObject",
         "s3:GetObject",
         "s3:GetObjectVersion",
+        "s3:ListBucket",
         "s3:PutObject",
         "sagemaker:InvokeEndpoint",
         "sqs:SendMessage",
     ]
     assert "PublishOutputRefInferenceInput" in by_action["s3:GetObject"]
+    assert "PublishOutputRefInferenceInput" not in by_action["s3:PutObject"]
+    assert "PublishOutputRefInferenceInput" not in by_action["s3:DeleteObject"]
     assert "PublishOutputRefInferenceOutput" in by_action["s3:PutObject"]
+    for bucket in ("PublishOutputRefInferenceInput", "PublishOutputRefInferenceOutput"):
+        assert bucket in by_action["s3:ListBucket"]
     assert by_action["sagemaker:InvokeEndpoint"].endswith(':endpoint/custom-sm-model-endpoint"]]}')
     assert by_action["sqs:SendMessage"].endswith(':custom-sm-client-failures"]]}')
     assert "log-group:/aws/lambda/custom-sm-client:*" in by_action["logs:PutLogEvents"]
