@@ -95,7 +95,9 @@ class ClientStack(Stack):
             bucket_name=input_bucket_name,
             notifications_handler_role=self._notifications_role(input_bucket_name),
         )
-        for suffix in SUPPORTED_SUFFIXES:
+        # S3's suffix filters are case-sensitive; the client reads any case, so both
+        # common spellings (`.csv`, `.CSV`) fire it.
+        for suffix in (*SUPPORTED_SUFFIXES, *(s.upper() for s in SUPPORTED_SUFFIXES)):
             function.add_event_source(
                 event_sources.S3EventSourceV2(
                     input_bucket,

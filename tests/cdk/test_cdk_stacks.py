@@ -531,7 +531,9 @@ def test_client_fires_on_object_created_for_supported_extensions_only(synthesize
     ]
     assert {tuple(c["Events"]) for c in configurations} == {("s3:ObjectCreated:*",)}
     suffixes = sorted(c["Filter"]["Key"]["FilterRules"][0]["Value"] for c in configurations)
-    assert suffixes == [".csv", ".json", ".jsonl", ".jsonlines"]
+    assert suffixes == sorted(
+        [".csv", ".json", ".jsonl", ".jsonlines", ".CSV", ".JSON", ".JSONL", ".JSONLINES"]
+    )
     assert "PublishOutputRefInferenceInput" in flat(notifications["Properties"]["BucketName"])
     granted = statements(synthesized.template("client"), "NotificationsHandlerRole")
     assert [s["Action"] for s in granted] == [
