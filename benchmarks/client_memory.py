@@ -26,18 +26,11 @@ import time
 import uuid
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote_plus
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 LAMBDA_DIR = REPO_ROOT / "lambda_fn"
 INFERENCE_CSV = REPO_ROOT / "data" / "inference" / "inference.csv"
 ENDPOINT_NAME = "benchmark-endpoint"
-FAKE_CREDENTIALS = {
-    "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",
-    "AWS_SESSION_TOKEN": "testing",
-    "AWS_DEFAULT_REGION": "us-east-1",
-}
 
 
 def sample_rows() -> list[list[str]]:
@@ -70,13 +63,6 @@ def generate_file(path: Path, megabytes: int, fmt: str, seed: int = 1) -> list[i
             written += len(block)
             order.extend(cycle)
     return order
-
-
-def s3_event_record(bucket: str, key: str, size: int, version_id: str | None) -> dict[str, Any]:
-    obj: dict[str, Any] = {"key": quote_plus(key, safe="/"), "size": size}
-    if version_id:
-        obj["versionId"] = version_id
-    return {"eventName": "ObjectCreated:Put", "s3": {"bucket": {"name": bucket}, "object": obj}}
 
 
 def run_handler_in_child(
@@ -171,8 +157,10 @@ def main() -> None:
     sys.path.insert(0, str(REPO_ROOT))
     import boto3
 
+    from local.credentials import FAKE_CREDENTIALS
     from local.model_server import start_model_server
     from local.runtime_adapter import start_runtime_adapter
+    from local.s3_event import object_created_record
     from local.s3_server import start_s3_server
 
     os.environ.update(FAKE_CREDENTIALS)
@@ -205,7 +193,13 @@ def main() -> None:
             s3.upload_file(str(data_file), input_bucket, data_file.name)
             version = s3.head_object(Bucket=input_bucket, Key=data_file.name)["VersionId"]
             size = data_file.stat().st_size
-            event = {"Records": [s3_event_record(input_bucket, data_file.name, size, version)]}
+            event = {
+                "Records": [
+                    object_created_record(
+                        input_bucket, data_file.name, size, etag=None, version_id=version
+                    )
+                ]
+            }
             baseline = run_handler_in_child(event, env, baseline=True)
             print(f"baseline (imports + clients, no object): {baseline['max_rss_mb']} MB")
             runs = []

@@ -37,6 +37,7 @@ from typing import Any
 
 import boto3
 
+from local.credentials import FAKE_CREDENTIALS
 from local.model_server import start_model_server
 from local.runtime_adapter import start_runtime_adapter
 from local.s3_event import object_created_record
@@ -49,13 +50,6 @@ DATA_DIR = ROOT / "data"
 INFERENCE_FILE = DATA_DIR / "inference" / "inference.csv"
 INPUT_KEY = "incoming/inference.csv"
 REGION = "us-east-1"
-# Local endpoints only: the demo must never reach (or need) a real AWS account.
-FAKE_CREDENTIALS = {
-    "AWS_ACCESS_KEY_ID": "demo",
-    "AWS_SECRET_ACCESS_KEY": "demo",
-    "AWS_SESSION_TOKEN": "demo",
-    "AWS_DEFAULT_REGION": REGION,
-}
 # What SageMaker writes into resourceconfig.json for a one-instance job.
 RESOURCE_CONFIG = {"current_host": "algo-1", "hosts": ["algo-1"], "network_interface_name": "eth0"}
 

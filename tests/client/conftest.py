@@ -17,18 +17,12 @@ import lambda_function
 import pytest
 from model_kit.model_io import Model, load_model
 
+from local.credentials import FAKE_CREDENTIALS
 from local.model_server import start_model_server
 from local.runtime_adapter import RuntimeAdapter, start_runtime_adapter
 from local.s3_server import S3Server, start_s3_server
 
 from .local_stack import ENDPOINT_NAME, LocalStack
-
-FAKE_CREDENTIALS = {
-    "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",
-    "AWS_SESSION_TOKEN": "testing",
-    "AWS_DEFAULT_REGION": "us-east-1",
-}
 
 
 @pytest.fixture(scope="session")

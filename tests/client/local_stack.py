@@ -8,7 +8,6 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote_plus
 
 import lambda_function
 import numpy as np
@@ -16,6 +15,7 @@ import pytest
 from model_kit.model_io import Model
 
 from local.runtime_adapter import RuntimeAdapter
+from local.s3_event import object_created_record
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 INFERENCE_CSV = REPO_ROOT / "data" / "inference" / "inference.csv"
@@ -57,22 +57,7 @@ class LocalStack:
     def record(
         self, key: str, size: int, version_id: str | None, etag: str | None
     ) -> dict[str, Any]:
-        obj: dict[str, Any] = {"key": quote_plus(key, safe="/"), "size": size, "sequencer": "0A"}
-        if etag:
-            obj["eTag"] = etag.strip('"')
-        if version_id:
-            obj["versionId"] = version_id
-        return {
-            "eventVersion": "2.1",
-            "eventSource": "aws:s3",
-            "awsRegion": "us-east-1",
-            "eventName": "ObjectCreated:Put",
-            "s3": {
-                "s3SchemaVersion": "1.0",
-                "bucket": {"name": self.input_bucket, "arn": f"arn:aws:s3:::{self.input_bucket}"},
-                "object": obj,
-            },
-        }
+        return object_created_record(self.input_bucket, key, size, etag=etag, version_id=version_id)
 
     def invoke(self, *records: dict[str, Any]) -> dict[str, Any]:
         """Run the handler on one event holding ``records``."""

@@ -12,12 +12,11 @@ from pathlib import Path
 from model_kit.model_io import Model
 
 from benchmarks.client_memory import (
-    FAKE_CREDENTIALS,
     generate_file,
     run_handler_in_child,
-    s3_event_record,
     sample_rows,
 )
+from local.credentials import FAKE_CREDENTIALS
 
 from .local_stack import LocalStack, expected_labels
 
@@ -33,7 +32,7 @@ def test_100_mib_jsonl_is_scored_in_order_with_bounded_memory(
     stack.s3.upload_file(str(data_file), stack.input_bucket, "big/large.jsonl")
     version = stack.s3.head_object(Bucket=stack.input_bucket, Key="big/large.jsonl")["VersionId"]
     data_file.unlink()
-    event = {"Records": [s3_event_record(stack.input_bucket, "big/large.jsonl", size, version)]}
+    event = {"Records": [stack.record("big/large.jsonl", size, version, None)]}
 
     measured = run_handler_in_child(event, {**FAKE_CREDENTIALS, **stack.env})
 
