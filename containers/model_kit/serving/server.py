@@ -105,6 +105,9 @@ def gunicorn_options(config: ServerConfig, listener: socket.socket) -> dict[str,
         "workers": config.workers,
         "worker_class": "gthread",
         "threads": THREADS_PER_WORKER,
+        # gunicorn's worker timeout: a worker whose main loop stays silent this long is
+        # killed and replaced. A gthread worker's loop keeps running while its threads
+        # predict, so it bounds hangs, not single slow requests (the payload limit does).
         "timeout": config.timeout_s,
         "graceful_timeout": GRACEFUL_TIMEOUT_S,
         "keepalive": KEEPALIVE_S,
