@@ -12,7 +12,10 @@ configuration read back from the synthesized templates (never a second copy):
 4. the client Lambda's handler, in its own process with the client stack's
    environment, on the exact event S3 sends for the uploaded inference file.
 
-    python -m local.demo [--workdir build/demo] [--cdk-out cdk.out]
+Each run works in a directory of its own (``build/demo/<time>-<pid>/``, or
+``--workdir``) on free ports, so two demos at once never collide.
+
+    python -m local.demo [--workdir DIR]
 """
 
 from __future__ import annotations
@@ -268,8 +271,9 @@ def count_records(csv_file: Path) -> int:
 # --- the pipeline ------------------------------------------------------------------------
 
 
-def run(workdir: Path, cdk_out: Path, progress: Progress) -> dict[str, Any]:
+def run(workdir: Path, progress: Progress) -> dict[str, Any]:
     workdir.mkdir(parents=True, exist_ok=True)
+    cdk_out = workdir / "cdk.out"
 
     with progress.step("Synthesizing the six stacks (npx cdk synth)"):
         templates = synthesize(cdk_out)
@@ -402,15 +406,20 @@ def _stop_on_sigterm() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--workdir", type=Path, default=ROOT / "build" / "demo")
-    parser.add_argument("--cdk-out", type=Path, default=ROOT / "cdk.out")
+    parser.add_argument(
+        "--workdir",
+        type=Path,
+        default=ROOT / "build" / "demo" / f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}",
+        help="where the templates, model, archive and predictions go (default: a new folder "
+        "under build/demo/)",
+    )
     args = parser.parse_args(argv)
     _stop_on_sigterm()
     for name in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE"):
         os.environ.pop(name, None)
     progress = Progress(total=6)
     try:
-        result = run(args.workdir.resolve(), args.cdk_out.resolve(), progress)
+        result = run(args.workdir.resolve(), progress)
     except DemoError as error:
         print(f"\nDemo failed at {progress.current}: {error}", file=sys.stderr, flush=True)
         return 1

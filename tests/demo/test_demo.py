@@ -1,4 +1,8 @@
-"""`make demo`'s pipeline, run as a user runs it: synth, train, package, serve, score."""
+"""`make demo`'s pipeline, run as a user runs it: synth, train, package, serve, score.
+
+Two demos run at once (one to the end, one interrupted with Ctrl-C once its
+services are up), which also shows that concurrent demos do not collide.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,8 @@ import signal
 import socket
 import subprocess
 import sys
+import tarfile
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -15,18 +21,31 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 INFERENCE_ROWS = 114
+TIMEOUT_S = 300
 
 
-def demo_command(tmp_path: Path) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "local.demo",
-        "--workdir",
-        str(tmp_path / "demo"),
-        "--cdk-out",
-        str(tmp_path / "cdk.out"),
-    ]
+@dataclass
+class DemoRun:
+    returncode: int
+    output: str
+    workdir: Path
+
+
+@dataclass
+class Runs:
+    complete: DemoRun
+    interrupted: DemoRun
+    interrupted_urls: list[str]
+
+
+def start_demo(workdir: Path) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "local.demo", "--workdir", str(workdir)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
 
 
 def is_listening(url: str) -> bool:
@@ -37,73 +56,66 @@ def is_listening(url: str) -> bool:
 
 
 @pytest.fixture(scope="module")
-def demo_run(
-    tmp_path_factory: pytest.TempPathFactory,
-) -> tuple[subprocess.CompletedProcess[str], Path]:
-    tmp_path = tmp_path_factory.mktemp("demo")
-    result = subprocess.run(
-        demo_command(tmp_path), cwd=ROOT, capture_output=True, text=True, timeout=300
+def runs(tmp_path_factory: pytest.TempPathFactory) -> Runs:
+    tmp = tmp_path_factory.mktemp("demos")
+    complete = start_demo(tmp / "complete")
+    interrupted = start_demo(tmp / "interrupted")
+    assert interrupted.stdout is not None
+    head, urls = [], []
+    for line in interrupted.stdout:
+        head.append(line)
+        urls += re.findall(r"http://127\.0\.0\.1:\d+", line)
+        if "SageMaker runtime for endpoint" in line:
+            interrupted.send_signal(signal.SIGINT)
+            break
+    interrupted_output = "".join(head) + interrupted.stdout.read()
+    complete_output, _ = complete.communicate(timeout=TIMEOUT_S)
+    return Runs(
+        DemoRun(complete.returncode, complete_output, tmp / "complete"),
+        DemoRun(interrupted.wait(timeout=60), interrupted_output, tmp / "interrupted"),
+        urls,
     )
-    return result, tmp_path
 
 
-def test_demo_succeeds_and_scores_every_record(demo_run) -> None:
-    result, tmp_path = demo_run
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "Demo succeeded" in result.stdout
-    assert re.search(rf"records scored\s+: {INFERENCE_ROWS}\n", result.stdout)
-    predictions = (tmp_path / "demo" / "predictions.csv").read_text().splitlines()
+def test_demo_succeeds_and_scores_every_record(runs: Runs) -> None:
+    run = runs.complete
+    assert run.returncode == 0, run.output
+    assert "Demo succeeded" in run.output
+    assert re.search(rf"records scored\s+: {INFERENCE_ROWS}\n", run.output)
+    predictions = (run.workdir / "predictions.csv").read_text().splitlines()
     assert len(predictions) == INFERENCE_ROWS
     assert set(predictions) <= {"benign", "malignant"}
 
 
-def test_demo_trains_with_the_synthesized_training_job(demo_run) -> None:
-    result, tmp_path = demo_run
+def test_demo_trains_with_the_synthesized_training_job(runs: Runs) -> None:
+    run = runs.complete
     job = next(
         resource["Properties"]
-        for path in (tmp_path / "cdk.out").glob("*.template.json")
+        for path in (run.workdir / "cdk.out").glob("*.template.json")
         for resource in json.loads(path.read_text())["Resources"].values()
         if resource["Type"] == "Custom::SageMakerTrainingJob"
     )
-    written = tmp_path / "demo" / "training" / "input" / "config" / "hyperparameters.json"
+    written = run.workdir / "training" / "input" / "config" / "hyperparameters.json"
     assert json.loads(written.read_text()) == job["HyperParameters"]
-    accuracy = float(re.search(r"validation accuracy\s+: ([0-9.]+)", result.stdout).group(1))
+    accuracy = float(re.search(r"validation accuracy\s+: ([0-9.]+)", run.output).group(1))
     assert accuracy >= 0.90
     for definition in job["MetricDefinitions"]:
-        assert f"metric {definition['Name']}: " in result.stdout
+        assert f"metric {definition['Name']}: " in run.output
 
 
-def test_demo_summarises_every_stack(demo_run) -> None:
-    result, _ = demo_run
+def test_demo_summarises_every_stack(runs: Runs) -> None:
     for stack in ("storage", "registry", "iam", "training", "serving", "client"):
-        assert re.search(rf"custom-sm-{stack}: \d+ resources \(", result.stdout), stack
+        assert re.search(rf"custom-sm-{stack}: \d+ resources \(", runs.complete.output), stack
 
 
-def test_demo_model_archive_is_what_sagemaker_uploads(demo_run) -> None:
-    import tarfile
-
-    _, tmp_path = demo_run
-    with tarfile.open(tmp_path / "demo" / "model.tar.gz") as tar:
+def test_demo_model_archive_is_what_sagemaker_uploads(runs: Runs) -> None:
+    with tarfile.open(runs.complete.workdir / "model.tar.gz") as tar:
         assert sorted(tar.getnames()) == ["metadata.json", "model.txt"]
 
 
-def test_ctrl_c_stops_every_process_the_demo_started(tmp_path: Path) -> None:
-    process = subprocess.Popen(
-        demo_command(tmp_path),
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    urls = []
-    assert process.stdout is not None
-    for line in process.stdout:
-        urls += re.findall(r"http://127\.0\.0\.1:\d+", line)
-        if "SageMaker runtime for endpoint" in line:
-            process.send_signal(signal.SIGINT)
-            break
-    rest = process.stdout.read()
-    assert process.wait(timeout=60) == 130, rest
-    assert "every process it started was stopped" in rest
-    assert len(urls) == 3
-    assert not [url for url in urls if is_listening(url)]
+def test_ctrl_c_stops_every_process_the_demo_started(runs: Runs) -> None:
+    run = runs.interrupted
+    assert run.returncode == 130, run.output
+    assert "every process it started was stopped" in run.output
+    assert len(runs.interrupted_urls) == 3
+    assert not [url for url in runs.interrupted_urls if is_listening(url)]
