@@ -303,7 +303,9 @@ def run(workdir: Path, progress: Progress) -> dict[str, Any]:
             )
             workers = int(container_env.get("SAGEMAKER_MODEL_SERVER_WORKERS", "1"))
             model_server = services.enter_context(
-                start_model_server(serving_root, workers=workers, env=container_env)
+                start_model_server(
+                    serving_root, workers=workers, env=container_env, log_dir=workdir
+                )
             )
             say(
                 f"model server: {model_server.url} ({workers} workers; log {model_server.log_path})"

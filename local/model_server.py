@@ -83,17 +83,19 @@ def start_model_server(
     port: int | None = None,
     workers: int = 1,
     env: Mapping[str, str] | None = None,
+    log_dir: Path | None = None,
 ) -> ModelServer:
     """Start ``serve`` on ``ml_root/model`` and return once ``/ping`` answers 200.
 
     ``env`` adds variables (e.g. ``SAGEMAKER_BATCH``); ``ML_ROOT``, the port and the
-    worker count always come from the arguments. Raises
+    worker count always come from the arguments. The server's output goes to a log file
+    in ``log_dir`` (default: the system's temp folder). Raises
     ``RuntimeError`` with the server's output if it exits or never gets healthy.
     """
     port = port or free_port()
     url = f"http://127.0.0.1:{port}"
     log_file = tempfile.NamedTemporaryFile(  # noqa: SIM115 - the file outlives this function
-        prefix=f"model-server-{port}-", suffix=".log", delete=False
+        prefix=f"model-server-{port}-", suffix=".log", dir=log_dir, delete=False
     )
     process = subprocess.Popen(
         [sys.executable, str(SERVE_PROGRAM)],
