@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import collections
+import re
 import statistics
+import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -55,3 +58,22 @@ def memory_mib(server: ModelServer, body_file: Path, workers: int) -> dict[str, 
     run_wrk(f"{server.url}/invocations", body_file, 2 * workers, 3)
     time.sleep(2.0)  # requests still in flight when wrk stopped have finished
     return {"idle": idle, "after_5mb": tree_pss_mib(server.process.pid)}
+
+
+def connections_per_worker(server: ModelServer) -> list[int]:
+    """Established client connections held by each worker process, largest first (``ss``).
+
+    gunicorn's workers all accept from one socket, and a keep-alive connection
+    stays with the worker that accepted it: this shows how the load generator's
+    connections were shared out.
+    """
+    port = server.url.rsplit(":", 1)[1]
+    listing = subprocess.run(
+        ["ss", "-tnpH", "state", "established", f"( sport = :{port} )"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    counts = collections.Counter(re.findall(r"pid=(\d+)", listing))
+    workers = descendants(server.process.pid)[1:]
+    return sorted((counts.get(str(pid), 0) for pid in workers), reverse=True)

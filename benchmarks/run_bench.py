@@ -159,24 +159,30 @@ def load_rounds(
         ceilings.append(measure_ceiling(model, payloads))
         for scenario in plan:
             for name in order:
-                result = run_wrk(
-                    f"{servers[name].url}/invocations",
-                    body_files[scenario.payload],
-                    scenario.connections,
-                    scenario.seconds,
-                )
+                with ThreadPoolExecutor(1) as pool:
+                    load = pool.submit(
+                        run_wrk,
+                        f"{servers[name].url}/invocations",
+                        body_files[scenario.payload],
+                        scenario.connections,
+                        scenario.seconds,
+                    )
+                    time.sleep(min(1.0, scenario.seconds / 2))
+                    split = footprint.connections_per_worker(servers[name])
+                    result = load.result()
                 records = payloads[scenario.payload].records
                 runs[scenario.name][name].append(
                     {
                         **asdict(result),
                         "requests_per_s": result.requests_per_s,
                         "records_per_s": result.requests_per_s * records,
+                        "connections_per_worker": split,
                     }
                 )
                 print(
                     f"round {round_number + 1} {scenario.name:<28} {name:<9} "
                     f"{result.requests_per_s:8.1f} req/s  p50 {result.p50_ms:8.2f} ms  "
-                    f"p99 {result.p99_ms:8.2f} ms",
+                    f"p99 {result.p99_ms:8.2f} ms  connections per worker {split}",
                     flush=True,
                 )
     return runs, ceilings
