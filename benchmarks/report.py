@@ -2,6 +2,9 @@
 
     .venv/bin/python -m benchmarks.report [benchmarks/results.json]
 
+``benchmarks/commentary.md``, when present, is copied in after the targets:
+notes a person wrote about experiments outside the run.
+
 Ratios are taken round by round (ours and the reference ran back to back in
 the same round) and the median of those ratios is reported, so slow drifts in
 the machine's load cancel out.
