@@ -28,7 +28,7 @@ synth: setup
 demo: setup
 	$(PY) -m local.demo
 
-# Our model server beside the classic nginx + gunicorn gevent + flask container (~8 min):
+# Our model server beside the classic nginx + gunicorn gevent + flask container (~7 min):
 # writes benchmarks/RESULTS.md and benchmarks/results.png. Installs its own tools.
 bench: $(PY_STAMP)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-bench.txt

@@ -1,6 +1,6 @@
 """``make bench``: our model server beside the classic container, measured in one run.
 
-    .venv/bin/python -m benchmarks.run_bench [--rounds 3] [--seconds 5] [--skip-lambda]
+    .venv/bin/python -m benchmarks.run_bench [--rounds 5] [--seconds 5] [--skip-lambda]
 
 1. Trains the model with the real ``containers/bin/train`` on the bundled data.
 2. Serves it with our server and with ``benchmarks/reference`` (nginx ->
@@ -266,7 +266,7 @@ def measure_profile(model: Model, big: Payload) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--seconds", type=int, default=5, help="per small-payload run")
     parser.add_argument("--big-seconds", type=int, default=8, help="per 5 MB run")
     parser.add_argument("--workers", type=int, default=ceiling.available_cpus())
