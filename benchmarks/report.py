@@ -487,7 +487,7 @@ def chart(results: dict[str, Any], path: Path) -> None:
 
 
 def write(results: dict[str, Any], out: Path) -> None:
-    commentary_file = out / "commentary.md"
+    commentary_file = Path(__file__).resolve().parent / "commentary.md"
     commentary = commentary_file.read_text() if commentary_file.is_file() else ""
     (out / "RESULTS.md").write_text(markdown(results, commentary))
     chart(results, out / "results.png")
