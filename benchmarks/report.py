@@ -241,6 +241,18 @@ def _latency(results: dict[str, Any], scenario: str, server: str, key: str) -> f
     return median(per_round(results, scenario, key)[server])
 
 
+def _lopsided(results: dict[str, Any], scenario: str) -> str:
+    """A clause saying whether one worker held most connections in most rounds."""
+    splits = [run.get("connections_per_worker", []) for run in results["runs"][scenario][OURS]]
+    lopsided = [split for split in splits if split and split[0] >= 0.75 * sum(split)]
+    if len(lopsided) * 2 > len(splits):
+        return (
+            f": in {len(lopsided)} of {len(splits)} rounds one worker held at least 3/4 of "
+            "them, so its threads queued while the other worker had little to do"
+        )
+    return ""
+
+
 def _bounds(results: dict[str, Any], found: list[Target]) -> list[str]:
     """For each missed target: by how much, and what the measurements say bounds it."""
     missed = {target.name for target in found if not target.met}
@@ -256,8 +268,15 @@ def _bounds(results: dict[str, Any], found: list[Target]) -> list[str]:
             f"{ref['p50_ms']:.1f} / {ref['p90_ms']:.1f} / {ref['p99_ms']:.1f} ms. The p99 "
             f"target is {ref['p99_ms'] / 4:.1f} ms; ours is "
             f"{ours['p99_ms'] / (ref['p99_ms'] / 4):.1f}x that. With one connection our p99 "
-            f"is {alone:.1f} ms. The {results['machine']['cpus']} CPUs run both workers and "
-            "wrk, and whatever else the machine runs (see the load average above)."
+            f"is {alone:.1f} ms. wrk's 8 connections were split "
+            + ", ".join(
+                "+".join(map(str, run.get("connections_per_worker", [])))
+                for run in results["runs"][small][OURS]
+            )
+            + f" among our workers in the rounds{_lopsided(results, small)} (see the notes "
+            "below for two attempts to spread them). The "
+            f"{results['machine']['cpus']} CPUs also run wrk and whatever else the machine "
+            "runs (see the load average below)."
         )
     if any(name.startswith("5 MB: records/s vs in-process") for name in missed):
         live = results["profile"]["py_spy"]
