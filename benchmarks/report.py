@@ -311,7 +311,7 @@ def _bounds(results: dict[str, Any], found: list[Target]) -> list[str]:
             f"- **Cold start.** {results['footprint']['cold_start_s'][OURS]:.2f} s, measured "
             "by polling `/ping` every 50 ms from process start (Python start, numpy and "
             "LightGBM imports, model load, fork, one warm-up prediction per worker), while "
-            "the rest of the machine was busy as described above."
+            "the rest of the machine was busy as described below."
         )
     if "5 MB: records/s vs reference" in missed:
         ceiling = median([ceiling_rate(round_, "5 MB", results) for round_ in results["ceilings"]])
