@@ -25,9 +25,9 @@ import urllib.error
 import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
-from types import TracebackType
 
 from local.s3_server import free_port
+from local.stoppable import Stoppable
 
 SERVE_PROGRAM = Path(__file__).resolve().parent.parent / "containers" / "bin" / "serve"
 STARTUP_TIMEOUT_SECONDS = 30.0
@@ -35,7 +35,7 @@ STARTUP_TIMEOUT_SECONDS = 30.0
 STOP_TIMEOUT_SECONDS = 30.0
 
 
-class ModelServer:
+class ModelServer(Stoppable):
     """A running ``serve`` process: ``url``, ``log()``, ``stop()``; a context manager."""
 
     def __init__(self, process: subprocess.Popen[bytes], url: str, log_path: Path) -> None:
@@ -57,17 +57,6 @@ class ModelServer:
                 self.process.kill()
                 self.process.wait()
         return self.process.returncode
-
-    def __enter__(self) -> ModelServer:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
 
 def _pings(url: str) -> bool:

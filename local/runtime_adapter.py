@@ -32,8 +32,9 @@ import threading
 import uuid
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
 from urllib.parse import unquote, urlsplit
+
+from local.stoppable import Stoppable
 
 PAYLOAD_LIMIT_BYTES = 6 * 1024 * 1024
 CONTAINER_TIMEOUT_SECONDS = 60.0
@@ -76,7 +77,7 @@ class Invocation:
     status: int
 
 
-class RuntimeAdapter(ThreadingHTTPServer):
+class RuntimeAdapter(Stoppable, ThreadingHTTPServer):
     """The HTTP server; its state is what every request handler reads."""
 
     daemon_threads = True
@@ -123,17 +124,6 @@ class RuntimeAdapter(ThreadingHTTPServer):
         self.server_close()
         if self._thread:
             self._thread.join()
-
-    def __enter__(self) -> RuntimeAdapter:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
 
 def start_runtime_adapter(

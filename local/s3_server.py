@@ -19,7 +19,8 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from types import TracebackType
+
+from local.stoppable import Stoppable
 
 STARTUP_TIMEOUT_SECONDS = 30.0
 
@@ -31,7 +32,7 @@ def free_port(host: str = "127.0.0.1") -> int:
         return sock.getsockname()[1]
 
 
-class S3Server:
+class S3Server(Stoppable):
     """A running moto server; ``url`` is its endpoint, ``stop()`` ends it."""
 
     def __init__(self, process: subprocess.Popen[bytes], url: str) -> None:
@@ -46,17 +47,6 @@ class S3Server:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
-
-    def __enter__(self) -> S3Server:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
 
 def start_s3_server(port: int | None = None, host: str = "127.0.0.1") -> S3Server:
