@@ -328,9 +328,18 @@ def _bounds(results: dict[str, Any], found: list[Target]) -> list[str]:
             "(nginx, flask, `to_csv`) are small next to predict."
         )
     if "1 record, 8 connections: requests/s vs reference" in missed:
+        rounds = ", ".join(
+            f"{'+'.join(map(str, run.get('connections_per_worker', [])))}: "
+            f"{run['requests_per_s']:,.0f}"
+            for run in results["runs"][small][OURS]
+        )
         lines.append(
-            "- **1 record vs the reference.** See the throughput table; both servers ran the "
-            "same model with the same workers and threads, alternately."
+            "- **1 record vs the reference.** Our requests/s per round, by how wrk's 8 "
+            f"connections were split among our workers: {rounds} (the reference: "
+            f"{median(per_round(results, small, 'requests_per_s')[REFERENCE]):,.0f}). When "
+            "one worker holds every connection, only its process serves; when both hold "
+            "some, both CPUs do. Spreading connections over the workers is the lever (notes "
+            "below)."
         )
     if any(name.startswith("client Lambda") for name in missed):
         lines.append("- **Client Lambda.** See the Lambda section below.")
