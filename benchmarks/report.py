@@ -396,7 +396,8 @@ def markdown(results: dict[str, Any], commentary: str) -> str:
         "model predicts in process.",
         f"- Load average at start {', '.join(f'{v:.1f}' for v in results['load_average_start'])}"
         f", at the end {', '.join(f'{v:.1f}' for v in results['load_average_end'])}. Busiest "
-        "processes at the start (`ps -eo pcpu,etimes,args`; %CPU is a lifetime average):",
+        "processes at the start (`ps -eo pcpu,etimes,args`, those at 1% CPU or more; "
+        "%CPU is a lifetime average):",
         "",
         "```",
         *results["busy_processes_start"],

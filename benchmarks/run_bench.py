@@ -105,11 +105,12 @@ def describe_machine() -> dict[str, Any]:
 
 
 def busy_processes() -> list[str]:
-    """What else used the CPUs while the benchmark ran (the top of ``ps``)."""
+    """What else used the CPUs while the benchmark ran: processes at 1% CPU or more (``ps``)."""
     listing = subprocess.run(
         ["ps", "-eo", "pcpu,etimes,args", "--sort=-pcpu"], capture_output=True, text=True
     ).stdout.splitlines()
-    return [line[:140] for line in listing[1:9]]
+    busy = [line.strip() for line in listing[1:] if float(line.split()[0]) >= 1.0]
+    return [line[:100] for line in busy[:8]]
 
 
 def expected_answer(model: Model, payload: Payload) -> bytes:
