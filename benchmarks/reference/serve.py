@@ -14,6 +14,7 @@ as our server does, so the benchmark compares serving stacks, not thread counts.
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import os
 import shutil
@@ -71,6 +72,14 @@ def gunicorn_command(socket_path: Path, workers: int, timeout: int) -> list[str]
     ]
 
 
+class _StopRequested(Exception):
+    """SIGTERM arrived: leave the wait and stop both children outside the signal handler."""
+
+
+def _raise_stop(signum: int, frame: FrameType | None) -> None:
+    raise _StopRequested
+
+
 def main() -> None:
     workers = int(os.environ.get("MODEL_SERVER_WORKERS", len(os.sched_getaffinity(0))))
     timeout = int(os.environ.get("MODEL_SERVER_TIMEOUT", "60"))
@@ -87,19 +96,17 @@ def main() -> None:
     )
     gunicorn = subprocess.Popen(gunicorn_command(socket_path, workers, timeout), env=env)
 
-    def stop(signum: int = signal.SIGTERM, frame: FrameType | None = None) -> None:
-        for process, signal_number in ((nginx, signal.SIGQUIT), (gunicorn, signal.SIGTERM)):
-            if process.poll() is None:
-                process.send_signal(signal_number)
-        for process in (nginx, gunicorn):
-            process.wait()
-        shutil.rmtree(workdir, ignore_errors=True)
-        print("Inference server exiting", flush=True)
-        sys.exit(0)
-
-    signal.signal(signal.SIGTERM, stop)
-    os.wait()
-    stop()
+    signal.signal(signal.SIGTERM, _raise_stop)
+    with contextlib.suppress(_StopRequested):
+        os.wait()  # until nginx or gunicorn exits, or SIGTERM
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    for process, signal_number in ((nginx, signal.SIGQUIT), (gunicorn, signal.SIGTERM)):
+        if process.poll() is None:
+            process.send_signal(signal_number)
+    for process in (nginx, gunicorn):
+        process.wait()
+    shutil.rmtree(workdir, ignore_errors=True)
+    print("Inference server exiting", flush=True)
 
 
 if __name__ == "__main__":

@@ -107,7 +107,8 @@ def test_targets_are_judged_on_per_round_ratios() -> None:
 def test_reference_server_answers_like_the_model_and_takes_wrk_load(
     trained_model_dir: Path,
 ) -> None:
-    """nginx -> gunicorn gevent -> flask -> pandas returns the model's labels, under wrk too."""
+    """nginx -> gunicorn gevent -> flask -> pandas returns the model's labels, under wrk too,
+    and stops cleanly on SIGTERM."""
     model = load_model(trained_model_dir)
     body = payloads.repeated("5 records", 5).body
     expected = model.predict_labels(model.predict_proba(parse(body)))
@@ -124,3 +125,5 @@ def test_reference_server_answers_like_the_model_and_takes_wrk_load(
         result = run_wrk(f"{server.url}/invocations", body_file, connections=2, seconds=1)
         assert result.requests > 10
         assert 0 < result.p50_ms <= result.p99_ms
+        assert server.stop(timeout=20) == 0, server.log()
+        assert server.log().rstrip().endswith("Inference server exiting")
