@@ -39,6 +39,7 @@ bench: $(PY_STAMP)
 			echo "make bench needs nginx and wrk: sudo apt-get install -y nginx-light wrk"; exit 1; \
 		fi; \
 	fi
+	$(PY) -m pytest -q tests/benchmarks   # the harness and the reference server, now with its tools
 	$(PY) -m benchmarks.run_bench
 
 lint: setup
