@@ -78,43 +78,56 @@ def start_model_server(
 
     ``env`` adds variables (e.g. ``SAGEMAKER_BATCH``); ``ML_ROOT``, the port and the
     worker count always come from the arguments. The server's output goes to a log file
-    in ``log_dir`` (default: the system's temp folder). Raises
-    ``RuntimeError`` with the server's output if it exits or never gets healthy.
+    in ``log_dir`` (default: the system's temp folder).
     """
     port = port or free_port()
-    url = f"http://127.0.0.1:{port}"
+    # The arguments win over ``env``: the helper must ping the port it chose.
+    server_env = {
+        **(env or {}),
+        "ML_ROOT": str(ml_root),
+        "SAGEMAKER_BIND_TO_PORT": str(port),
+        "SAGEMAKER_MODEL_SERVER_WORKERS": str(workers),
+    }
+    return start_http_server(
+        [sys.executable, str(SERVE_PROGRAM)], server_env, port, "model-server", log_dir=log_dir
+    )
+
+
+def start_http_server(
+    command: list[str],
+    env: Mapping[str, str],
+    port: int,
+    name: str,
+    *,
+    log_dir: Path | None = None,
+    timeout_s: float = STARTUP_TIMEOUT_SECONDS,
+) -> ModelServer:
+    """Run ``command`` (a server of SageMaker's container contract on ``port``) until healthy.
+
+    Returns once ``/ping`` answers 200; raises ``RuntimeError`` with the server's
+    output if it exits first or is not healthy within ``timeout_s``.
+    """
     log_file = tempfile.NamedTemporaryFile(  # noqa: SIM115 - the file outlives this function
-        prefix=f"model-server-{port}-", suffix=".log", dir=log_dir, delete=False
+        prefix=f"{name}-{port}-", suffix=".log", dir=log_dir, delete=False
     )
     process = subprocess.Popen(
-        [sys.executable, str(SERVE_PROGRAM)],
+        command,
         stdout=log_file,
         stderr=subprocess.STDOUT,
-        # The arguments win over ``env``: the helper must ping the port it chose.
-        env={
-            **os.environ,
-            **(env or {}),
-            "ML_ROOT": str(ml_root),
-            "SAGEMAKER_BIND_TO_PORT": str(port),
-            "SAGEMAKER_MODEL_SERVER_WORKERS": str(workers),
-            "PYTHONUNBUFFERED": "1",
-        },
+        env={**os.environ, **env, "PYTHONUNBUFFERED": "1"},
     )
     log_file.close()
-    server = ModelServer(process, url, Path(log_file.name))
-    deadline = time.monotonic() + STARTUP_TIMEOUT_SECONDS
+    server = ModelServer(process, f"http://127.0.0.1:{port}", Path(log_file.name))
+    deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(
-                f"model server exited with code {process.returncode}:\n{server.log()}"
-            )
-        if _pings(url):
+            raise RuntimeError(f"{name} exited with code {process.returncode}:\n{server.log()}")
+        if _pings(server.url):
             return server
         time.sleep(0.05)
     server.stop()
     raise RuntimeError(
-        f"model server on port {port} did not answer /ping within "
-        f"{STARTUP_TIMEOUT_SECONDS} s:\n{server.log()}"
+        f"{name} on port {port} did not answer /ping within {timeout_s} s:\n{server.log()}"
     )
 
 
