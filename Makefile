@@ -10,10 +10,10 @@ NODE_STAMP := node_modules/.installed
 
 setup: $(PY_STAMP) $(NODE_STAMP)
 
-$(PY_STAMP): requirements.txt requirements-dev.txt containers/requirements-model.txt \
+$(PY_STAMP): requirements.txt requirements-dev.txt constraints.txt containers/requirements-model.txt \
 		containers/requirements-training.txt containers/requirements-inference.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt -c constraints.txt
 	touch $@
 
 # The pinned CDK CLI and Node 22 (package-lock.json); `npx cdk` runs both from node_modules/.bin.
@@ -31,7 +31,7 @@ demo: setup
 # Our model server beside the classic nginx + gunicorn gevent + flask container (~7 min):
 # writes benchmarks/RESULTS.md and benchmarks/results.png. Installs its own tools.
 bench: $(PY_STAMP)
-	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-bench.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-bench.txt -c constraints.txt
 	@if ! { command -v nginx || test -x /usr/sbin/nginx; } >/dev/null || ! command -v wrk >/dev/null; then \
 		if [ "$$(id -u)" = 0 ]; then \
 			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light wrk; \
