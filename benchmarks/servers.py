@@ -13,7 +13,7 @@ import urllib.request
 from pathlib import Path
 
 from local.model_server import ModelServer, start_http_server, start_model_server
-from local.s3_server import free_port
+from local.services import free_port
 
 REFERENCE_SERVE = Path(__file__).resolve().parent / "reference" / "serve.py"
 STARTUP_TIMEOUT_S = 60.0

@@ -24,7 +24,6 @@ import io
 import json
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -217,12 +216,6 @@ def measure_codecs(model_dir: Path) -> None:
 # --- server stacks ----------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def serve_variant(
     model_dir: Path, port: int, workers: int, worker_class: str, threads: int, malloc: str
 ) -> None:
@@ -252,6 +245,8 @@ def start_variant(
     model_dir: Path, workers: int, worker_class: str, threads: int, malloc: str = "tuned"
 ) -> tuple[subprocess.Popen[bytes], int]:
     """A ``serve_variant`` child process answering /ping: (process, port)."""
+    from local.services import free_port
+
     port = free_port()
     arguments = [str(model_dir), str(port), str(workers), worker_class, str(threads), malloc]
     process = subprocess.Popen([sys.executable, __file__, "--serve", *arguments])
@@ -382,6 +377,7 @@ def process_tree_pss(pid: int) -> int:
 
 def measure_serve(ml_root: Path) -> None:
     from local.model_server import start_model_server
+    from local.services import free_port
 
     big = csv_body(FIVE_MB)
 

@@ -11,13 +11,13 @@ def secure_bucket(
     scope: Construct,
     construct_id: str,
     *,
-    access_logs: s3.IBucket,
+    access_logs: s3.IBucket | None,
     versioned: bool,
     removal_policy: RemovalPolicy,
     expiration_days: int | None = None,
     noncurrent_version_expiration_days: int | None = None,
 ) -> s3.Bucket:
-    """A private bucket logging to `access_logs` under `<construct id>/`.
+    """A private bucket logging to `access_logs` under `<construct id>/` (None: the log bucket).
 
     Lifecycle rules keep storage bounded: incomplete multipart uploads are aborted, and
     objects (or old versions) expire when the caller says they are scratch data.
@@ -40,7 +40,7 @@ def secure_bucket(
         object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
         versioned=versioned,
         server_access_logs_bucket=access_logs,
-        server_access_logs_prefix=f"{construct_id}/",
+        server_access_logs_prefix=f"{construct_id}/" if access_logs else None,
         lifecycle_rules=[rule],
         removal_policy=removal_policy,
     )
@@ -50,18 +50,11 @@ def access_log_bucket(
     scope: Construct, construct_id: str, *, expiration_days: int, removal_policy: RemovalPolicy
 ) -> s3.Bucket:
     """The bucket that receives the other buckets' server access logs."""
-    return s3.Bucket(
+    return secure_bucket(
         scope,
         construct_id,
-        encryption=s3.BucketEncryption.S3_MANAGED,
-        enforce_ssl=True,
-        block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
-        object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
-        lifecycle_rules=[
-            s3.LifecycleRule(
-                expiration=Duration.days(expiration_days),
-                abort_incomplete_multipart_upload_after=Duration.days(7),
-            )
-        ],
+        access_logs=None,
+        versioned=False,
         removal_policy=removal_policy,
+        expiration_days=expiration_days,
     )

@@ -16,18 +16,13 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import signal
 import subprocess
 import sys
 import tempfile
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
 
-from local.s3_server import free_port
-from local.stoppable import Stoppable
+from local.services import Stoppable, free_port, stop_process, wait_until_answering
 
 SERVE_PROGRAM = Path(__file__).resolve().parent.parent / "containers" / "bin" / "serve"
 STARTUP_TIMEOUT_SECONDS = 30.0
@@ -49,22 +44,7 @@ class ModelServer(Stoppable):
 
     def stop(self, timeout: float = STOP_TIMEOUT_SECONDS) -> int:
         """SIGTERM, as SageMaker does, then wait; SIGKILL only if it outlives ``timeout``."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        return self.process.returncode
-
-
-def _pings(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{url}/ping", timeout=2) as response:
-            return response.status == 200
-    except (urllib.error.URLError, ConnectionError, TimeoutError):
-        return False
+        return stop_process(self.process, timeout)
 
 
 def start_model_server(
@@ -118,17 +98,14 @@ def start_http_server(
     )
     log_file.close()
     server = ModelServer(process, f"http://127.0.0.1:{port}", Path(log_file.name))
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"{name} exited with code {process.returncode}:\n{server.log()}")
-        if _pings(server.url):
-            return server
-        time.sleep(0.05)
-    server.stop()
-    raise RuntimeError(
-        f"{name} on port {port} did not answer /ping within {timeout_s} s:\n{server.log()}"
+    wait_until_answering(
+        process,
+        f"{server.url}/ping",
+        what=f"{name} on port {port}",
+        timeout_s=timeout_s,
+        output=lambda: f":\n{server.log()}",
     )
+    return server
 
 
 def main() -> None:

@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import unquote, urlsplit
 
-from local.stoppable import Stoppable
+from local.services import Stoppable
 
 PAYLOAD_LIMIT_BYTES = 6 * 1024 * 1024
 CONTAINER_TIMEOUT_SECONDS = 60.0

@@ -13,23 +13,12 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import socket
 import subprocess
 import sys
-import time
-import urllib.error
-import urllib.request
 
-from local.stoppable import Stoppable
+from local.services import Stoppable, free_port, stop_process, wait_until_answering
 
 STARTUP_TIMEOUT_SECONDS = 30.0
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A port nobody listens on right now (the OS picks it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return sock.getsockname()[1]
 
 
 class S3Server(Stoppable):
@@ -40,13 +29,7 @@ class S3Server(Stoppable):
         self.url = url
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process, timeout_s=10)
 
 
 def start_s3_server(port: int | None = None, host: str = "127.0.0.1") -> S3Server:
@@ -59,20 +42,13 @@ def start_s3_server(port: int | None = None, host: str = "127.0.0.1") -> S3Serve
         stderr=subprocess.DEVNULL,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
-    server = S3Server(process, url)
-    deadline = time.monotonic() + STARTUP_TIMEOUT_SECONDS
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"moto server on port {port} exited with code {process.returncode}")
-        try:
-            with urllib.request.urlopen(f"{url}/moto-api/", timeout=1):
-                return server
-        except (urllib.error.URLError, ConnectionError, TimeoutError):
-            time.sleep(0.1)
-    server.stop()
-    raise RuntimeError(
-        f"moto server on port {port} did not answer within {STARTUP_TIMEOUT_SECONDS} s"
+    wait_until_answering(
+        process,
+        f"{url}/moto-api/",
+        what=f"moto server on port {port}",
+        timeout_s=STARTUP_TIMEOUT_SECONDS,
     )
+    return S3Server(process, url)
 
 
 def main() -> None:

@@ -14,7 +14,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from local.runtime_adapter import RuntimeAdapter
-from local.s3_server import free_port
+from local.services import free_port
 
 from .local_stack import ENDPOINT_NAME, INFERENCE_CSV, REPO_ROOT
 

@@ -29,7 +29,7 @@ from test_serving_http import (
 )
 
 from local.model_server import SERVE_PROGRAM, start_model_server
-from local.s3_server import free_port
+from local.services import free_port
 
 MIB = 1024 * 1024
 
