@@ -1,6 +1,6 @@
 """Why LightGBM and not scikit-learn's HistGradientBoostingClassifier: the measurements.
 
-    .venv/bin/python benchmarks/model_choice.py [--repeats 5]
+    .venv/bin/python -m benchmarks.model_choice [--repeats 5]
 
 Both libraries fit the bundled training split with the same settings (200
 rounds, 31 leaves, learning rate 0.1, one thread, as a pre-fork server worker
@@ -14,9 +14,6 @@ from __future__ import annotations
 import argparse
 import csv
 import os
-import statistics
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 # One OpenMP thread, as in a pre-fork server worker; read when the libraries load.
@@ -26,6 +23,8 @@ import lightgbm
 import numpy as np
 from sklearn.ensemble import HistGradientBoostingClassifier
 
+from benchmarks.timing import median_ms
+
 DATA = Path(__file__).resolve().parent.parent / "data"
 
 
@@ -34,15 +33,6 @@ def load(path: Path) -> tuple[np.ndarray, np.ndarray]:
         rows = list(csv.reader(handle))[1:]
     features = np.array([[float(v) for v in row[:-1]] for row in rows])
     return features, np.array([row[-1] == "malignant" for row in rows], dtype=int)
-
-
-def median_seconds(action: Callable[[], object], repeats: int) -> float:
-    timings = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        action()
-        timings.append(time.perf_counter() - started)
-    return statistics.median(timings)
 
 
 def main() -> None:
@@ -73,10 +63,10 @@ def main() -> None:
     }
     print(f"{'model':<32}{'fit s':>8}{'val acc':>9}{'1 record µs':>13}{'batch ms':>10}")
     for name, (fit, predict) in candidates.items():
-        fit_s = median_seconds(fit, args.repeats)
+        fit_s = median_ms(fit, args.repeats) / 1e3
         accuracy = float(((predict(val_x) > 0.5) == val_y).mean())
-        one_us = median_seconds(lambda p=predict: p(one), args.repeats * 200) * 1e6
-        batch_ms = median_seconds(lambda p=predict: p(batch), args.repeats) * 1e3
+        one_us = median_ms(lambda p=predict: p(one), args.repeats * 200) * 1e3
+        batch_ms = median_ms(lambda p=predict: p(batch), args.repeats)
         print(f"{name:<32}{fit_s:>8.2f}{accuracy:>9.4f}{one_us:>13.1f}{batch_ms:>10.1f}")
     print(f"batch: {len(batch)} records; one thread everywhere")
 

@@ -9,10 +9,8 @@ explanation of the 5 MB numbers.
 from __future__ import annotations
 
 import io
-import statistics
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -24,14 +22,10 @@ from model_kit.serving.config import ServerConfig
 from model_kit.serving.encoders import PredictionEncoders
 from pyinstrument import Profiler
 
+from benchmarks.timing import median_ms
 
-def median_ms(action: Callable[[], object], repeats: int = 5) -> float:
-    timings = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        action()
-        timings.append(time.perf_counter() - started)
-    return statistics.median(timings) * 1e3
+# Runs per in-process stage timing.
+STAGE_REPEATS = 5
 
 
 def our_app(model: Model, workers: int) -> InferenceApp:
@@ -60,12 +54,16 @@ def stage_ms(model: Model, body: bytes) -> dict[str, float]:
     encoders = PredictionEncoders(model.classes)
     app = our_app(model, workers=2)
     return {
-        "parse (decoders.parse_csv)": median_ms(lambda: decoders.parse_csv(body, names)),
-        "predict (1 thread)": median_ms(lambda: model.predict_proba(features, num_threads=1)),
-        "encode (CSV labels)": median_ms(
-            lambda: encoders.csv(probabilities.argmax(axis=1), probabilities)
+        "parse (decoders.parse_csv)": median_ms(
+            lambda: decoders.parse_csv(body, names), STAGE_REPEATS
         ),
-        "whole WSGI call": median_ms(lambda: call_ours(app, body)),
+        "predict (1 thread)": median_ms(
+            lambda: model.predict_proba(features, num_threads=1), STAGE_REPEATS
+        ),
+        "encode (CSV labels)": median_ms(
+            lambda: encoders.csv(probabilities.argmax(axis=1), probabilities), STAGE_REPEATS
+        ),
+        "whole WSGI call": median_ms(lambda: call_ours(app, body), STAGE_REPEATS),
     }
 
 

@@ -31,23 +31,15 @@ import tempfile
 import threading
 import time
 import warnings
-from collections.abc import Callable
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO), str(REPO / "containers")]
 
+from benchmarks.timing import median_ms  # noqa: E402 - importable once REPO is on sys.path
+
 DATA = REPO / "data"
 FIVE_MB = 5 * 1024 * 1024
-
-
-def median_ms(action: Callable[[], object], runs: int = 7) -> float:
-    timings = []
-    for _ in range(runs):
-        started = time.perf_counter()
-        action()
-        timings.append(time.perf_counter() - started)
-    return statistics.median(timings) * 1e3
 
 
 def train_model(root: Path) -> Path:
