@@ -1,14 +1,14 @@
 """Where a 5 MB request's time goes, in process: stage timings and a pyinstrument profile.
 
-In process, our WSGI app is called exactly as gunicorn calls it, with one
-OpenMP thread, as each of two workers runs it; live, py-spy samples the
+In process, our ASGI app is called as gunicorn calls it (the body in one
+message), with one OpenMP thread, as each of two workers runs it; live, py-spy samples the
 running workers under load. These profiles are behind RESULTS.md's
 explanation of the 5 MB numbers.
 """
 
 from __future__ import annotations
 
-import io
+import asyncio
 import subprocess
 import sys
 from collections.abc import Callable
@@ -29,21 +29,33 @@ STAGE_REPEATS = 5
 
 
 def our_app(model: Model, workers: int) -> InferenceApp:
+    """The server's app, not warmed up: without its thread pool it predicts in the caller."""
     config = ServerConfig.from_env({"SAGEMAKER_MODEL_SERVER_WORKERS": str(workers)})
-    return InferenceApp(model, config)
+    return InferenceApp(model, config, threads=1)
 
 
 def call_ours(app: InferenceApp, body: bytes) -> bytes:
-    """One ``/invocations`` request through our WSGI app."""
-    environ: dict[str, Any] = {
-        "REQUEST_METHOD": "POST",
-        "PATH_INFO": "/invocations",
-        "CONTENT_TYPE": "text/csv",
-        "HTTP_ACCEPT": "text/csv",
-        "CONTENT_LENGTH": str(len(body)),
-        "wsgi.input": io.BytesIO(body),
+    """One ``/invocations`` request through our ASGI app; the response body."""
+    scope: dict[str, Any] = {
+        "type": "http",
+        "method": "POST",
+        "path": "/invocations",
+        "headers": [
+            (b"content-type", b"text/csv"),
+            (b"accept", b"text/csv"),
+            (b"content-length", str(len(body)).encode()),
+        ],
     }
-    return b"".join(app(environ, lambda status, headers: None))
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    asyncio.run(app(scope, receive, send))
+    return sent[-1]["body"]
 
 
 def stage_ms(model: Model, body: bytes) -> dict[str, float]:
@@ -63,7 +75,7 @@ def stage_ms(model: Model, body: bytes) -> dict[str, float]:
         "encode (CSV labels)": median_ms(
             lambda: encoders.csv(probabilities.argmax(axis=1), probabilities), STAGE_REPEATS
         ),
-        "whole WSGI call": median_ms(lambda: call_ours(app, body), STAGE_REPEATS),
+        "whole app call": median_ms(lambda: call_ours(app, body), STAGE_REPEATS),
     }
 
 

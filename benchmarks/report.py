@@ -201,11 +201,11 @@ def _lambda_lines(results: dict[str, Any]) -> list[str]:
 
 def _profile_lines(results: dict[str, Any]) -> list[str]:
     stages = results["profile"]["stages_ms"]
-    whole = stages["whole WSGI call"]
+    whole = stages["whole app call"]
     predict = stages["predict (1 thread)"]
     records = results["payloads"]["5 MB"]["records"]
     lines = [
-        f"One 5 MB request ({records:,} records) through our WSGI app in process, one OpenMP "
+        f"One 5 MB request ({records:,} records) through our ASGI app in process, one OpenMP "
         "thread, as each worker runs it (median of 5):",
         "",
         "| stage | ms | share of the whole call |",
@@ -385,7 +385,8 @@ def markdown(results: dict[str, Any], commentary: str) -> str:
         f"{results['model']['features']} features, trained by `containers/bin/train` on the "
         "bundled data in the same run; both servers load that same model directory.",
         f"- Both servers: {results['arguments']['workers']} workers, one OpenMP thread per "
-        "worker. Ours: `containers/bin/serve` (gunicorn gthread, bare WSGI app). Reference: "
+        "worker. Ours: `containers/bin/serve` (gunicorn asgi workers on uvloop, bare ASGI app). "
+        "Reference: "
         "`benchmarks/reference/` (nginx → unix socket → gunicorn gevent → flask → "
         "`pandas.read_csv` → predict → `DataFrame.to_csv`, model loaded lazily per worker).",
         "- Load: wrk, one thread, keep-alive, on loopback, on the same machine (it takes CPU "

@@ -5,9 +5,10 @@
 1. Parsers and encoders, in process: 1-record and 5 MB bodies, each way we
    considered (pure Python, numpy.loadtxt, numpy.fromstring, json + numpy).
 2. In-process prediction of the 5 MB body: the ceiling a server can reach.
-3. Server stacks: the same WSGI app under gunicorn ``sync`` and ``gthread``
-   workers: 1-record requests/s and latency at 8 connections (keep-alive
-   clients), 5 MB records/s, and how long ``/ping`` waits while 5 MB requests run.
+3. Server stacks: the real app and worker with Python's asyncio event loop or
+   uvloop, and with the master's heap frozen (``server.freeze_heap``) or not:
+   1-record requests/s and latency at 8 connections (keep-alive clients), 5 MB
+   records/s, and how long ``/ping`` waits while 5 MB requests run.
 4. The real ``serve``: memory (PSS) with 1 and 4 workers, and the time from
    process start to an accepted connection and to the first ``/ping`` 200.
 
@@ -209,11 +210,13 @@ def measure_codecs(model_dir: Path) -> None:
 
 
 def serve_variant(
-    model_dir: Path, port: int, workers: int, worker_class: str, threads: int, malloc: str
+    model_dir: Path, port: int, workers: int, loop: str, freeze: str, malloc: str
 ) -> None:
-    """Run the real app under a given gunicorn worker class (a child process of this script).
+    """Run the real app and worker with one setting changed (a child process of this script).
 
-    ``malloc`` is ``tuned`` (as ``serve`` does) or ``default`` (glibc's own settings).
+    ``loop`` is ``uvloop`` (as ``serve`` does) or ``asyncio``; ``freeze`` is ``frozen``
+    (as ``serve`` does) or ``not-frozen``; ``malloc`` is ``tuned`` (as ``serve`` does)
+    or ``default`` (glibc's own settings).
     """
     from model_kit.serving import server
     from model_kit.serving.config import ServerConfig
@@ -229,18 +232,21 @@ def serve_variant(
     from model_kit.serving.app import InferenceApp
 
     options = server.gunicorn_options(config, listener)
-    options.update(worker_class=worker_class, threads=threads, loglevel="warning")
-    server.run_gunicorn(InferenceApp(load_model(model_dir), config), options)
+    options.update(asgi_loop=loop, loglevel="warning")
+    app = InferenceApp(load_model(model_dir), config, server.THREADS_PER_WORKER)
+    if freeze == "frozen":
+        server.freeze_heap()
+    server.run_gunicorn(app, options)
 
 
 def start_variant(
-    model_dir: Path, workers: int, worker_class: str, threads: int, malloc: str = "tuned"
+    model_dir: Path, workers: int, loop: str, freeze: str, malloc: str = "tuned"
 ) -> tuple[subprocess.Popen[bytes], int]:
     """A ``serve_variant`` child process answering /ping: (process, port)."""
     from local.services import free_port
 
     port = free_port()
-    arguments = [str(model_dir), str(port), str(workers), worker_class, str(threads), malloc]
+    arguments = [str(model_dir), str(port), str(workers), loop, freeze, malloc]
     process = subprocess.Popen([sys.executable, __file__, "--serve", *arguments])
     wait_for_ping(port, process)
     return process, port
@@ -323,8 +329,8 @@ def measure_stacks(model_dir: Path, seconds: float, repeats: int) -> None:
     records = big.count(b"\n")
     workers = len(os.sched_getaffinity(0))
     rows = []
-    for worker_class, threads in (("sync", 1), ("gthread", 1), ("gthread", 4)):
-        process, port = start_variant(model_dir, workers, worker_class, threads)
+    for loop, freeze in (("asyncio", "frozen"), ("uvloop", "not-frozen"), ("uvloop", "frozen")):
+        process, port = start_variant(model_dir, workers, loop, freeze)
         try:
             small, heavy, pings = [], [], []
             p50s, p99s = [], []
@@ -338,7 +344,7 @@ def measure_stacks(model_dir: Path, seconds: float, repeats: int) -> None:
                 pings.append(ping_under_load(port, big, seconds) * 1e3)
             rows.append(
                 (
-                    f"{worker_class} x{threads} thread(s), {workers} workers",
+                    f"{loop}, heap {freeze}, {workers} workers",
                     f"1 record: {statistics.median(small):6.0f} req/s, p50 "
                     f"{statistics.median(p50s):5.2f} ms, p99 {statistics.median(p99s):5.2f} ms | "
                     f"5 MB: {statistics.median(heavy):7.0f} records/s | slowest /ping under "
@@ -384,7 +390,7 @@ def measure_serve(ml_root: Path) -> None:
         with start_model_server(ml_root, workers=workers) as server:
             port = int(server.url.rsplit(":", 1)[1])
             tuned[workers] = memory(server.process.pid, port, workers)
-        process, port = start_variant(ml_root / "model", workers, "gthread", 4, "default")
+        process, port = start_variant(ml_root / "model", workers, "uvloop", "frozen", "default")
         try:
             default[workers] = memory(process.pid, port, workers)
         finally:
@@ -415,7 +421,7 @@ def measure_serve(ml_root: Path) -> None:
         process.terminate()
         process.wait(timeout=30)
     print_table(
-        "The real serve (gthread, 4 threads per worker)",
+        "The real serve (asgi workers on uvloop, heap frozen)",
         [
             *(
                 (
@@ -447,8 +453,8 @@ def main() -> None:
     parser.add_argument("--serve", nargs=6, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
-        model_dir, port, workers, worker_class, threads, malloc = args.serve
-        serve_variant(Path(model_dir), int(port), int(workers), worker_class, int(threads), malloc)
+        model_dir, port, workers, loop, freeze, malloc = args.serve
+        serve_variant(Path(model_dir), int(port), int(workers), loop, freeze, malloc)
         return
     with tempfile.TemporaryDirectory() as scratch:
         ml_root = train_model(Path(scratch))

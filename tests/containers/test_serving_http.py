@@ -363,7 +363,12 @@ def test_execution_parameters_describe_batch_transform_defaults(server):
     }
 
 
-def test_a_body_shorter_than_its_content_length_is_a_400(server):
+def test_a_body_cut_short_of_its_content_length_is_never_predicted(server, sample):
+    """The client sends 48 of 1000 announced bytes and half-closes its side.
+
+    Nothing can be answered once the peer has stopped sending (gunicorn closes such
+    a connection), so the server logs why and drops it; it predicts nothing.
+    """
     host, port = server.url.removeprefix("http://").split(":")
     with socket.create_connection((host, int(port)), timeout=10) as client:
         head = "POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: text/csv\r\n"
@@ -372,5 +377,6 @@ def test_a_body_shorter_than_its_content_length_is_a_400(server):
         answer = b""
         while chunk := client.recv(65536):  # until the server closes the connection
             answer += chunk
-    assert answer.startswith(b"HTTP/1.1 400 ")
-    assert answer.endswith(b'{"error": "request body ended after 48 of its 1000 bytes"}')
+    assert answer == b""
+    assert invoke(server, bodies(sample, CSV), CSV, CSV)[0] == 200
+    assert "request body ended after 48 of its 1000 bytes" in server.log()

@@ -191,6 +191,25 @@ def test_sigterm_lets_an_in_flight_request_finish_then_exits(ml_root, sample):
         assert time.monotonic() - stopping_at < 30
 
 
+def test_sigterm_does_not_wait_for_idle_kept_alive_connections(ml_root):
+    """SageMaker keeps connections open between requests; a stop must not wait for them.
+
+    Repeated, because a SIGTERM that lands while a worker boots was once lost.
+    """
+    for _ in range(3):
+        server = start_model_server(ml_root, workers=2)
+        connections = []
+        for _ in range(4):
+            connection = http.client.HTTPConnection(server.url.removeprefix("http://"), timeout=10)
+            assert request(server, "GET", "/ping", connection=connection)[0] == 200
+            connections.append(connection)
+        stopping_at = time.monotonic()
+        assert server.stop() == 0
+        assert time.monotonic() - stopping_at < 10, server.log()
+        for connection in connections:
+            connection.close()
+
+
 @pytest.fixture(scope="module")
 def batch_server(ml_root):
     env = {"SAGEMAKER_BATCH": "true", "SAGEMAKER_MAX_PAYLOAD_IN_MB": "8"}

@@ -9,13 +9,14 @@ The order matters and is the point of this module:
    before the model is loaded.
 3. Pin OpenMP to one thread in the master, before LightGBM loads libgomp: the
    master never predicts, and a libgomp thread pool must not exist at fork.
-4. Load the model once; gunicorn forks the workers after that, so they share
-   its memory copy-on-write.
+4. Load the model once, then freeze the heap (``freeze_heap``); gunicorn forks
+   the workers after that, so they share its memory copy-on-write.
 """
 
 from __future__ import annotations
 
 import ctypes
+import gc
 import logging
 import os
 import socket
@@ -26,9 +27,9 @@ from model_kit.serving.config import GRACEFUL_TIMEOUT_S, ConfigError, ServerConf
 
 log = logging.getLogger("model_kit.serving")
 
-# Threads per worker process. Measured (benchmarks/serving_choices.py): threads
-# let /ping and small requests through while another thread runs a 5 MB
-# prediction (LightGBM releases the GIL), and keep SageMaker's connections alive.
+# Threads per worker process for large requests (``app.INLINE_BODY_BYTES``): the
+# event loop keeps answering /ping and small requests while they predict
+# (LightGBM releases the GIL), and 4 keep 2 CPUs busy with 5 MB requests.
 THREADS_PER_WORKER = 4
 # Longer than SageMaker's 60 s invocation limit, so its kept-alive connections
 # are not closed under it between requests.
@@ -88,26 +89,44 @@ def tune_malloc() -> None:
     mallopt(M_ARENA_MAX, ARENA_MAX)
 
 
+def freeze_heap() -> None:
+    """Take everything allocated so far out of the garbage collector's sight.
+
+    numpy, scipy and LightGBM leave ~113,000 objects behind at import; a full
+    collection walks them all (54 ms on a benchmark machine), and under load one
+    ran every few seconds in each worker: 30-50 ms stalls put 1-record p99 latency
+    at 30-45 ms instead of ~1 ms (``benchmarks/serving_choices.py``). Frozen objects
+    are never collected, and a collection no longer writes to them, so the
+    workers keep sharing their pages with the master.
+    """
+    gc.collect()
+    gc.freeze()
+
+
 def _post_worker_init(worker: Any) -> None:
     """A gunicorn hook: warm the prediction path up and say how it will use the CPUs."""
-    worker.wsgi.warm_up()
+    worker.asgi.warm_up()
     log.info(
         "worker %d ready: predictions use %d OpenMP thread(s)",
         os.getpid(),
-        worker.wsgi.predict_threads,
+        worker.asgi.predict_threads,
     )
 
 
 def gunicorn_options(config: ServerConfig, listener: socket.socket) -> dict[str, Any]:
     """gunicorn settings for ``config``, serving on the already bound ``listener``."""
+    from model_kit.serving.worker import ModelServerWorker  # gunicorn: after the bind
+
     return {
         "bind": [f"fd://{listener.fileno()}"],
         "workers": config.workers,
-        "worker_class": "gthread",
-        "threads": THREADS_PER_WORKER,
-        # gunicorn's worker timeout: a worker whose main loop stays silent this long is
-        # killed and replaced. A gthread worker's loop keeps running while its threads
-        # predict, so it bounds hangs, not single slow requests (the payload limit does).
+        "worker_class": ModelServerWorker,
+        "asgi_loop": "uvloop",
+        # The app has nothing to start or stop: workers warm up in post_worker_init.
+        "asgi_lifespan": "off",
+        # gunicorn's worker timeout: a worker whose event loop stays blocked this long is
+        # killed and replaced. Large requests predict on threads while the loop runs, so
+        # it bounds hangs, not single slow requests (the payload limit does).
         "timeout": config.timeout_s,
         "graceful_timeout": GRACEFUL_TIMEOUT_S,
         "keepalive": KEEPALIVE_S,
@@ -145,8 +164,8 @@ def main() -> None:
     except Exception as exc:
         _fail(f"cannot load the model from {model_dir}: {exc}", 1)
     log.info(
-        "model loaded from %s: %d features, classes %s; %d worker(s) x %d threads on port %d, "
-        "payload limit %d MB",
+        "model loaded from %s: %d features, classes %s; %d worker(s), each an event loop and "
+        "%d threads for large requests, on port %d; payload limit %d MB",
         model_dir,
         model.n_features,
         list(model.classes),
@@ -155,7 +174,9 @@ def main() -> None:
         config.port,
         config.max_payload_mb,
     )
-    run_gunicorn(InferenceApp(model, config), gunicorn_options(config, listener))
+    app = InferenceApp(model, config, THREADS_PER_WORKER)
+    freeze_heap()
+    run_gunicorn(app, gunicorn_options(config, listener))
 
 
 def run_gunicorn(app: Any, options: dict[str, Any]) -> None:
