@@ -5,10 +5,15 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PY_STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
+# The model server's C parser for CSV bodies, compiled from source (never committed).
+FASTCSV := containers/model_kit/serving/_fastcsv.so
 
 .PHONY: setup test lint clean synth demo bench
 
-setup: $(PY_STAMP) $(NODE_STAMP)
+setup: $(PY_STAMP) $(NODE_STAMP) $(FASTCSV)
+
+$(FASTCSV): containers/model_kit/serving/fastcsv.c containers/model_kit/serving/fastcsv.py
+	$(PYTHON) containers/model_kit/serving/fastcsv.py
 
 $(PY_STAMP): requirements.txt requirements-dev.txt constraints.txt containers/requirements-model.txt \
 		containers/requirements-training.txt containers/requirements-inference.txt
@@ -30,7 +35,7 @@ demo: setup
 
 # Our model server beside the classic nginx + gunicorn gevent + flask container (~7 min):
 # writes benchmarks/RESULTS.md and benchmarks/results.png. Installs its own tools.
-bench: $(PY_STAMP)
+bench: $(PY_STAMP) $(FASTCSV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-bench.txt -c constraints.txt
 	@if ! { command -v nginx || test -x /usr/sbin/nginx; } >/dev/null || ! command -v wrk >/dev/null; then \
 		if [ "$$(id -u)" = 0 ]; then \
@@ -50,4 +55,4 @@ test: lint
 	$(PY) -m pytest
 
 clean:
-	rm -rf $(VENV) node_modules cdk.out build .pytest_cache .ruff_cache
+	rm -rf $(VENV) node_modules cdk.out build .pytest_cache .ruff_cache $(FASTCSV)

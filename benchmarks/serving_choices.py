@@ -3,16 +3,19 @@
     .venv/bin/python benchmarks/serving_choices.py [--seconds 2] [--repeats 3]
 
 1. Parsers and encoders, in process: 1-record and 5 MB bodies, each way we
-   considered (pure Python, numpy.loadtxt, numpy.fromstring, json + numpy).
+   considered (pure Python, numpy.loadtxt, numpy.fromstring, our C parser
+   ``fastcsv``, json + numpy).
 2. In-process prediction of the 5 MB body: the ceiling a server can reach.
 3. Server stacks: the real app and worker with Python's asyncio event loop or
    uvloop, and with the master's heap frozen (``server.freeze_heap``) or not:
-   1-record requests/s and latency at 8 connections (keep-alive clients), 5 MB
-   records/s, and how long ``/ping`` waits while 5 MB requests run.
+   1-record requests/s and latency at 8 connections (wrk, keep-alive; its p99
+   counts the requests a stalled server kept waiting), 5 MB records/s, and how
+   long ``/ping`` waits while 5 MB requests run.
 4. The real ``serve``: memory (PSS) with 1 and 4 workers, and the time from
    process start to an accepted connection and to the first ``/ping`` 200.
 
 The model is trained by the real ``containers/bin/train`` on the sample data.
+Part 3 needs wrk (``make bench`` installs it).
 The load client runs on the same machine as the server, so absolute rates are
 lower than on a dedicated endpoint; the comparisons are what count.
 """
@@ -81,7 +84,7 @@ def print_table(title: str, rows: list[tuple[str, str]]) -> None:
 def measure_codecs(model_dir: Path) -> None:
     import numpy as np
     from model_kit.model_io import load_model
-    from model_kit.serving import decoders
+    from model_kit.serving import decoders, fastcsv
     from model_kit.serving.encoders import PredictionEncoders
 
     model = load_model(model_dir)
@@ -112,8 +115,9 @@ def measure_codecs(model_dir: Path) -> None:
         ("pure Python split/float", python_split),
         ("numpy.loadtxt", loadtxt),
         ("numpy.fromstring", fromstring),
+        ("fastcsv (C, ctypes)", lambda b: fastcsv.parse(b, len(names))),
         (
-            "parse_csv (chosen: loadtxt, exact path on failure)",
+            "parse_csv (chosen: fastcsv, exact path on failure)",
             lambda b: decoders.parse_csv(b, names),
         ),
     ):
@@ -124,12 +128,14 @@ def measure_codecs(model_dir: Path) -> None:
         )
         rows.append((f"CSV {label}", f"{small} | 5 MB {median_ms(lambda p=parse: p(big)):6.1f} ms"))
     gaps = "\n".join(",".join(["", *line.split(",")[1:]]) for line in text.splitlines()).encode()
-    rows.append(
-        (
-            "CSV with empty cells (exact path)",
-            f"5 MB {median_ms(lambda: decoders.parse_csv(gaps, names)):6.1f} ms",
+    spaced = big.replace(b",", b", ")
+    for label, body in (("an empty cell per record (fastcsv)", gaps), ("spaces (exact)", spaced)):
+        rows.append(
+            (
+                f"CSV with {label}",
+                f"5 MB {median_ms(lambda b=body: decoders.parse_csv(b, names)):6.1f} ms",
+            )
         )
-    )
     json_body = json.dumps({"instances": matrix.tolist()}).encode()
     jsonl_body = ("\n".join(json.dumps(row) for row in matrix.tolist()) + "\n").encode()
     objects = json.dumps(
@@ -301,11 +307,6 @@ def load(
     return len(latencies), latencies
 
 
-def percentile(values: list[float], share: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
-
-
 def ping_under_load(port: int, big: bytes, seconds: float) -> float:
     """The slowest /ping while 4 clients send 5 MB requests."""
     worst: list[float] = []
@@ -323,8 +324,11 @@ def ping_under_load(port: int, big: bytes, seconds: float) -> float:
     return max(worst)
 
 
-def measure_stacks(model_dir: Path, seconds: float, repeats: int) -> None:
-    one = csv_body(1)[: csv_body(1).index(b"\n") + 1]
+def measure_stacks(model_dir: Path, seconds: float, repeats: int, scratch: Path) -> None:
+    from benchmarks.loadgen import run_wrk
+
+    one_file = scratch / "one.csv"
+    one_file.write_bytes(csv_body(1)[: csv_body(1).index(b"\n") + 1])
     big = csv_body(FIVE_MB)
     records = big.count(b"\n")
     workers = len(os.sched_getaffinity(0))
@@ -333,12 +337,13 @@ def measure_stacks(model_dir: Path, seconds: float, repeats: int) -> None:
         process, port = start_variant(model_dir, workers, loop, freeze)
         try:
             small, heavy, pings = [], [], []
-            p50s, p99s = [], []
+            p50s, p99s, worst = [], [], []
             for _ in range(repeats):
-                count, latencies = load(port, one, "/invocations", 8, seconds)
-                small.append(count / seconds)
-                p50s.append(percentile(latencies, 0.5) * 1e3)
-                p99s.append(percentile(latencies, 0.99) * 1e3)
+                wrk = run_wrk(f"http://127.0.0.1:{port}/invocations", one_file, 8, seconds)
+                small.append(wrk.requests_per_s)
+                p50s.append(wrk.p50_ms)
+                p99s.append(wrk.p99_ms)
+                worst.append(wrk.max_ms)
                 count, _ = load(port, big, "/invocations", 2, seconds)
                 heavy.append(count * records / seconds)
                 pings.append(ping_under_load(port, big, seconds) * 1e3)
@@ -346,7 +351,8 @@ def measure_stacks(model_dir: Path, seconds: float, repeats: int) -> None:
                 (
                     f"{loop}, heap {freeze}, {workers} workers",
                     f"1 record: {statistics.median(small):6.0f} req/s, p50 "
-                    f"{statistics.median(p50s):5.2f} ms, p99 {statistics.median(p99s):5.2f} ms | "
+                    f"{statistics.median(p50s):5.2f} ms, p99 {statistics.median(p99s):5.2f} ms, "
+                    f"max {statistics.median(worst):5.1f} ms | "
                     f"5 MB: {statistics.median(heavy):7.0f} records/s | slowest /ping under "
                     f"5 MB load: {statistics.median(pings):5.0f} ms",
                 )
@@ -460,7 +466,7 @@ def main() -> None:
         ml_root = train_model(Path(scratch))
         print(f"model: {ml_root / 'model'}; CPUs: {len(os.sched_getaffinity(0))}")
         measure_codecs(ml_root / "model")
-        measure_stacks(ml_root / "model", args.seconds, args.repeats)
+        measure_stacks(ml_root / "model", args.seconds, args.repeats, Path(scratch))
         measure_serve(ml_root)
 
 

@@ -15,6 +15,7 @@ CONTAINERS_DIR = Path(__file__).resolve().parent.parent / "containers"
 BUILD_CONTEXT_EXCLUDE = [
     "**/__pycache__",
     "**/*.pyc",
+    "**/*.so",
     "**/.pytest_cache",
     "**/.ruff_cache",
     "**/.mypy_cache",

@@ -324,8 +324,14 @@ def test_inference_image_matches_the_training_image_and_runs_serve_from_path():
     containers = SERVE_PROGRAM.parent.parent
     inference = (containers / "Dockerfile.inference").read_text()
     training = (containers / "Dockerfile.training").read_text()
-    base = re.findall(r"^FROM .+$", inference, re.MULTILINE)
-    assert base == re.findall(r"^FROM .+$", training, re.MULTILINE)
+    # Every stage, the C parser's build stage too, starts from the training image's base.
+    bases = set(re.findall(r"^FROM (\S+)", inference, re.MULTILINE))
+    assert bases == set(re.findall(r"^FROM (\S+)", training, re.MULTILINE))
+    assert re.search(
+        r"^COPY --from=parser /build/_fastcsv.so model_kit/serving/_fastcsv.so$",
+        inference,
+        re.MULTILINE,
+    )
     assert re.search(r"^COPY bin/serve bin/serve$", inference, re.MULTILINE)
     assert 'PATH="/opt/program/bin:${PATH}"' in inference
     assert "PYTHONUNBUFFERED=1" in inference

@@ -1,20 +1,20 @@
 """Request bodies to a feature matrix (float64, NaN = missing), or a precise 400.
 
 Each format has a fast path for the common case and an exact path that either
-parses what the fast path refused (e.g. empty CSV cells) or raises an error
-naming the record, the column and the value. ``benchmarks/serving_choices.py``
+parses what the fast path refused (e.g. spaces around CSV cells) or raises an
+error naming the record, the column and the value. ``benchmarks/serving_choices.py``
 holds the measurements behind the choice of fast paths.
 """
 
 from __future__ import annotations
 
-import io
 import json
 import math
 from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from model_kit.serving import fastcsv
 from model_kit.serving.errors import RequestError, bad_value
 from model_kit.serving.media import CSV, JSON, JSONLINES
 
@@ -77,8 +77,20 @@ def _csv_rows(text: str, names: Sequence[str], first_line: int) -> np.ndarray:
     return np.array(rows, dtype=np.float64)
 
 
+def _without_header(body: bytes, names: Sequence[str]) -> bytes:
+    first_end = body.find(b"\n")
+    first = body if first_end < 0 else body[:first_end]
+    if first.strip() == ",".join(names).encode():
+        return b"" if first_end < 0 else body[first_end + 1 :]
+    return body
+
+
 def parse_csv(body: bytes, names: Sequence[str]) -> np.ndarray:
     """One record per line, features in training order; a header line is skipped."""
+    # The C fast path (fastcsv.c): plain numbers and empty cells, 4x numpy.loadtxt's speed.
+    matrix = fastcsv.parse(_without_header(body, names), len(names))
+    if matrix is not None:
+        return matrix
     text = _text(body)
     first_end = text.find("\n")
     first = text if first_end < 0 else text[:first_end]
@@ -88,16 +100,6 @@ def parse_csv(body: bytes, names: Sequence[str]) -> np.ndarray:
         first_line = 2
     if not text.strip():
         raise _no_records()
-    # numpy's C reader: as fast as Python on 1 record, 3-4x faster from 5 records up.
-    # It refuses empty cells and bad rows; the exact path then parses or explains them.
-    try:
-        matrix = np.loadtxt(
-            io.StringIO(text), delimiter=",", comments=None, ndmin=2, dtype=np.float64
-        )
-    except ValueError:
-        matrix = None
-    if matrix is not None and matrix.shape[1] == len(names):
-        return matrix
     return _csv_rows(text, names, first_line)
 
 

@@ -1,0 +1,127 @@
+/*
+ * The fast path for CSV request bodies: plain numbers, comma-separated, one
+ * record per line, into a row-major float64 matrix. Called through ctypes
+ * (fastcsv.py), which releases the GIL for the call.
+ *
+ * It accepts only what it can parse exactly like Python's float(): an
+ * optional sign, digits with an optional decimal point, an optional exponent;
+ * an empty cell is NaN; "\r\n" line ends and blank lines are fine. Anything
+ * else (spaces, quotes, text such as "nan", a wrong column count) stops it,
+ * and the caller's exact Python parser takes the whole body over, to parse it
+ * or to name what is wrong.
+ *
+ * Every value is correctly rounded, as float() is: a mantissa up to 2^53 with
+ * a power of ten up to 22 is one exact IEEE division or multiplication
+ * (Clinger's fast path); any other number goes to strtod, which glibc rounds
+ * correctly.
+ */
+#include <math.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const double POWERS_OF_TEN[23] = {
+    1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,  1e8,  1e9,  1e10, 1e11,
+    1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
+/* More significant digits than this go to strtod (the mantissa stays in 64 bits). */
+#define MANTISSA_LIMIT 100000000000000000ULL
+#define LONGEST_NUMBER 127
+
+static int is_digit(char c) { return (unsigned)(c - '0') < 10; }
+
+/* One number in [p, end): the position after it, or NULL if it is not one. */
+static const char *number(const char *p, const char *end, double *value) {
+    const char *start = p;
+    int negative = 0, digits = 0, exponent = 0, inexact = 0;
+    uint64_t mantissa = 0;
+    if (p < end && (*p == '-' || *p == '+')) {
+        negative = *p == '-';
+        p++;
+    }
+    for (; p < end && is_digit(*p); p++, digits++) {
+        if (mantissa < MANTISSA_LIMIT) {
+            mantissa = mantissa * 10 + (uint64_t)(*p - '0');
+        } else {
+            inexact = 1;
+            exponent++;
+        }
+    }
+    if (p < end && *p == '.') {
+        for (p++; p < end && is_digit(*p); p++, digits++) {
+            if (mantissa < MANTISSA_LIMIT) {
+                mantissa = mantissa * 10 + (uint64_t)(*p - '0');
+                exponent--;
+            } else {
+                inexact = 1;
+            }
+        }
+    }
+    if (digits == 0) return NULL;
+    if (p < end && (*p == 'e' || *p == 'E')) {
+        int exponent_negative = 0, written = 0, power = 0;
+        p++;
+        if (p < end && (*p == '-' || *p == '+')) {
+            exponent_negative = *p == '-';
+            p++;
+        }
+        for (; p < end && is_digit(*p); p++, written++) {
+            if (power < 100000) power = power * 10 + (*p - '0');
+        }
+        if (written == 0) return NULL;
+        exponent += exponent_negative ? -power : power;
+    }
+    if (!inexact && mantissa <= (1ULL << 53) && exponent >= -22 && exponent <= 22) {
+        double magnitude = (double)mantissa;
+        magnitude = exponent < 0 ? magnitude / POWERS_OF_TEN[-exponent]
+                                 : magnitude * POWERS_OF_TEN[exponent];
+        *value = negative ? -magnitude : magnitude;
+        return p;
+    }
+    char text[LONGEST_NUMBER + 1];
+    size_t length = (size_t)(p - start);
+    if (length > LONGEST_NUMBER) return NULL;
+    memcpy(text, start, length);
+    text[length] = '\0';
+    *value = strtod(text, NULL);
+    return p;
+}
+
+/*
+ * Parse buffer[0, length) into out (capacity rows of width values).
+ * Returns the number of records, or -1 if the body is not for the fast path.
+ */
+long long fastcsv_parse(const char *buffer, size_t length, size_t width, double *out,
+                        size_t capacity) {
+    const char *p = buffer, *end = buffer + length;
+    size_t rows = 0;
+    while (p < end) {
+        const char *newline = memchr(p, '\n', (size_t)(end - p));
+        const char *line_end = newline ? newline : end;
+        const char *next = newline ? newline + 1 : end;
+        if (line_end > p && line_end[-1] == '\r') line_end--;
+        if (line_end == p) {
+            p = next;
+            continue;
+        }
+        if (rows == capacity) return -1;
+        double *row = out + rows * width;
+        size_t column = 0;
+        for (;;) {
+            if (column == width) return -1;
+            if (p == line_end || *p == ',') {
+                row[column] = NAN;
+            } else if ((p = number(p, line_end, &row[column])) == NULL) {
+                return -1;
+            }
+            column++;
+            if (p == line_end) break;
+            if (*p != ',') return -1;
+            p++;
+        }
+        if (column != width) return -1;
+        rows++;
+        p = next;
+    }
+    return (long long)rows;
+}
