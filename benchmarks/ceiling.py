@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import os
 import statistics
+import threading
 import time
 
 import numpy as np
 from model_kit.model_io import Model
+from model_kit.serving.decoders import parse_csv
+from model_kit.serving.encoders import PredictionEncoders
 
 
 def parse(body: bytes) -> np.ndarray:
@@ -34,6 +37,32 @@ def predict_records_per_s(model: Model, features: np.ndarray, threads: int) -> f
                 break
         rates.append(calls * len(features) / elapsed)
     return statistics.median(rates)
+
+
+def server_work_records_per_s(model: Model, body: bytes, threads: int, seconds: float) -> float:
+    """Records/s of a worker's whole job on ``body`` (parse, predict, encode), with no HTTP.
+
+    ``threads`` threads in this process, one OpenMP thread each, for ``seconds``:
+    what a server could reach if receiving and answering requests cost nothing.
+    """
+    encoders = PredictionEncoders(model.classes)
+    done = [0] * threads
+    stop = time.perf_counter() + seconds
+
+    def work(slot: int) -> None:
+        while time.perf_counter() < stop:
+            probabilities = model.predict_proba(parse_csv(body, model.feature_names), 1)
+            encoders.csv(probabilities.argmax(axis=1), probabilities)
+            done[slot] += 1
+
+    started = time.perf_counter()
+    workers = [threading.Thread(target=work, args=(slot,)) for slot in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    records = sum(done) * parse_csv(body, model.feature_names).shape[0]
+    return records / (time.perf_counter() - started)
 
 
 def available_cpus() -> int:

@@ -52,6 +52,10 @@ LAMBDA_RUN = re.compile(
     r"peak RSS (?P<rss>[\d.]+) MB, (?P<seconds>[\d.]+) s"
 )
 LAMBDA_BASELINE = re.compile(r"baseline .*?: (?P<rss>[\d.]+) MB")
+# The workers' whole job without HTTP (ceiling.server_work_records_per_s): two threads per
+# CPU keep every CPU busy while the others are between calls.
+NO_HTTP_THREADS = 2 * ceiling.available_cpus()
+NO_HTTP_SECONDS = 2.0
 
 
 @dataclass(frozen=True)
@@ -139,6 +143,9 @@ def measure_ceiling(model: Model, payloads: dict[str, Payload]) -> dict[str, dic
             "1 thread": ceiling.predict_records_per_s(model, features, 1),
             "all CPUs": ceiling.predict_records_per_s(model, features, ceiling.available_cpus()),
         }
+    rates["5 MB"]["no HTTP"] = ceiling.server_work_records_per_s(
+        model, payloads["5 MB"].body, NO_HTTP_THREADS, NO_HTTP_SECONDS
+    )
     return rates
 
 
@@ -315,6 +322,7 @@ def main() -> None:
             print("py-spy on our workers under 5 MB requests", flush=True)
             live = profile_live(ours, body_files["5 MB"], work)
         results["scenarios"] = [asdict(scenario) for scenario in plan]
+        results["no_http_threads"] = NO_HTTP_THREADS
         print("footprint: cold start and memory", flush=True)
         results["footprint"] = measure_footprint(ml_root, body_files["5 MB"])
         print("profile of the 5 MB request", flush=True)
