@@ -107,6 +107,18 @@ def memory_ratio(results: dict[str, Any], server: str, state: str) -> float:
     return memory["4"][state] / memory["1"][state]
 
 
+def _ratio_target(
+    name: str, values: list[float], bound: float, digits: int, at_most: bool = False
+) -> Target:
+    """A target on a per-round ratio, judged on its median: at least (or at most) ``bound``."""
+
+    def passes(value: float) -> bool:
+        return value <= bound if at_most else value >= bound
+
+    wanted = f"{'≤' if at_most else '≥'} {bound:g}x"
+    return Target(name, wanted, spread(values, digits, passes), passes(median(values)))
+
+
 def targets(results: dict[str, Any]) -> list[Target]:
     rps = round_ratios(results, SMALL_TARGET_SCENARIO, "requests_per_s")
     p99 = round_ratios(results, SMALL_TARGET_SCENARIO, "p99_ms")
@@ -116,30 +128,10 @@ def targets(results: dict[str, Any]) -> list[Target]:
     memory_busy = memory_ratio(results, OURS, "after_5mb")
     memory_idle = memory_ratio(results, OURS, "idle")
     found = [
-        Target(
-            "1 record, 8 connections: requests/s vs reference",
-            "≥ 3x",
-            spread(rps, 2, lambda value: value >= 3),
-            median(rps) >= 3,
-        ),
-        Target(
-            "1 record, 8 connections: p99 vs reference",
-            "≤ 0.25x",
-            spread(p99, 3, lambda value: value <= 0.25),
-            median(p99) <= 0.25,
-        ),
-        Target(
-            "5 MB: records/s vs reference",
-            "≥ 1.5x",
-            spread(big, 2, lambda value: value >= 1.5),
-            median(big) >= 1.5,
-        ),
-        Target(
-            "5 MB: records/s vs in-process predict (1 thread x workers)",
-            "≥ 0.75x",
-            spread(share, 2, lambda value: value >= 0.75),
-            median(share) >= 0.75,
-        ),
+        _ratio_target("1 record, 8 connections: requests/s vs reference", rps, 3, 2),
+        _ratio_target("1 record, 8 connections: p99 vs reference", p99, 0.25, 3, at_most=True),
+        _ratio_target("5 MB: records/s vs reference", big, 1.5, 2),
+        _ratio_target("5 MB: records/s vs in-process predict (1 thread x workers)", share, 0.75, 2),
         Target("cold start to the first /ping 200", "≤ 1.5 s", f"{cold:.2f} s", cold <= 1.5),
         Target(
             "memory, 4 workers vs 1 worker (after 5 MB requests; idle)",
