@@ -295,7 +295,7 @@ def test_ping_answers_within_2_s_while_5_mb_predictions_run(two_workers, sample)
 
 @pytest.mark.skipif(sys.platform != "linux", reason="reads thread counts from /proc")
 def test_several_workers_predict_with_one_openmp_thread_each(two_workers, sample):
-    """No OpenMP team appears in a worker: its threads are gunicorn's own and no more."""
+    """No OpenMP team appears in a worker: its only new threads are the app's predict pool."""
     assert "predictions use 1 OpenMP thread(s)" in two_workers.log()
     pids = worker_pids(two_workers)
     assert len(pids) == 2
