@@ -9,6 +9,10 @@ to stop; a request in flight is answered (with ``Connection: close``) first.
 It also holds back stop signals while it boots: uvloop acts on a signal only
 once its loop runs, so a SIGTERM that came during the boot was lost, and the
 master killed the worker 25 s later.
+
+Both fixes lean on internals of gunicorn's asgi protocol (``_awaiting_request``,
+``_keepalive_timeout``), so gunicorn is pinned; ``tests/containers/
+test_serving_lifecycle.py`` stops servers holding idle connections to catch a change.
 """
 
 from __future__ import annotations
