@@ -115,7 +115,7 @@ def measure_codecs(model_dir: Path) -> None:
         ("pure Python split/float", python_split),
         ("numpy.loadtxt", loadtxt),
         ("numpy.fromstring", fromstring),
-        ("fastcsv (C, ctypes)", lambda b: fastcsv.parse(b, len(names))),
+        ("fastcsv (C, ctypes)", lambda b: fastcsv.parse([b], len(names))),
         (
             "parse_csv (chosen: fastcsv, exact path on failure)",
             lambda b: decoders.parse_csv(b, names),

@@ -41,6 +41,16 @@ def test_csv_fast_path_and_exact_path_agree_on_a_large_body(sample):
     np.testing.assert_array_equal(parse_csv(with_header_and_crlf.encode(), names), matrix)
 
 
+def test_csv_in_chunks_with_a_header_split_across_them(sample):
+    """The server passes the body in the chunks it arrived in; a header may span them."""
+    names, text, matrix = sample
+    body = (",".join(names) + "\n" + text).encode()
+    for cut in (3, len(",".join(names)), len(",".join(names)) + 1, 5000):
+        np.testing.assert_array_equal(parse_csv([body[:cut], body[cut:]], names), matrix)
+    error = refused(parse_csv, [b"a,b", b",c\n1,2,x\n"])
+    assert (error.record, error.column) == (1, "c")
+
+
 def test_csv_empty_cells_in_a_large_body_are_nan(sample):
     names, text, matrix = sample
     gaps = "\n".join("," + line.split(",", 1)[1] for line in text.splitlines())

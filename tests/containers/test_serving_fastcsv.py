@@ -47,7 +47,7 @@ def random_numbers(count: int, seed: int) -> list[str]:
 def test_every_number_is_the_float_python_reads():
     numbers = random_numbers(60_000, seed=7)
     lines = [",".join(numbers[i : i + 6]) for i in range(0, len(numbers), 6)]
-    parsed = fastcsv.parse(("\n".join(lines) + "\n").encode(), 6)
+    parsed = fastcsv.parse([("\n".join(lines) + "\n").encode()], 6)
     assert parsed is not None
     np.testing.assert_array_equal(parsed, python_floats(lines))
 
@@ -61,10 +61,30 @@ EDGE_CELLS = [
 
 def test_edge_cases_match_python_and_signs_of_zero_survive():
     line = ",".join(EDGE_CELLS)
-    parsed = fastcsv.parse(f"{line}\r\n\r\n{line}".encode(), len(EDGE_CELLS))
+    parsed = fastcsv.parse([f"{line}\r\n\r\n{line}".encode()], len(EDGE_CELLS))
     assert parsed is not None and parsed.shape == (2, len(EDGE_CELLS))
     np.testing.assert_array_equal(parsed, python_floats([line, line]))
     assert math.copysign(1, parsed[0, 1]) == -1
+
+
+def random_split(body: bytes, rng: random.Random, pieces: int) -> list[bytes]:
+    cuts = sorted(rng.sample(range(1, len(body)), pieces - 1))
+    return [body[start:end] for start, end in zip([0, *cuts], [*cuts, len(body)], strict=True)]
+
+
+def test_a_body_in_chunks_parses_as_the_whole_body_wherever_it_is_cut():
+    """Cuts inside numbers, between \\r and \\n, in blank lines; 1-byte chunks too."""
+    line = ",".join(EDGE_CELLS)
+    body = f"{line}\r\n\n{line}\n\r\n{line}".encode()
+    whole = fastcsv.parse([body], len(EDGE_CELLS))
+    assert whole is not None and whole.shape == (3, len(EDGE_CELLS))
+    rng = random.Random(11)
+    for pieces in (2, 3, 7, 40, len(body)):
+        chunks = random_split(body, rng, pieces)
+        np.testing.assert_array_equal(fastcsv.parse(chunks, len(EDGE_CELLS)), whole)
+    with_empty_chunks = [b"", body[:5], b"", body[5:], b""]
+    np.testing.assert_array_equal(fastcsv.parse(with_empty_chunks, len(EDGE_CELLS)), whole)
+    assert fastcsv.parse([body[:50], b"x", body[50:]], len(EDGE_CELLS)) is None
 
 
 @pytest.mark.parametrize(
@@ -84,7 +104,7 @@ def test_edge_cases_match_python_and_signs_of_zero_survive():
     ],
 )
 def test_anything_else_is_left_to_the_exact_parser(body):
-    assert fastcsv.parse(body, 3) is None
+    assert fastcsv.parse([body], 3) is None
 
 
 def test_a_missing_library_stops_the_server_at_start_naming_the_build_command(

@@ -144,14 +144,14 @@ class InferenceApp:
         request_kind = request_type(_header(headers, b"content-type"))
         answer_kind = response_type(_header(headers, b"accept"), request_kind)
         body = await self._read_body(_header(headers, b"content-length"), receive)
-        if len(body) <= INLINE_BODY_BYTES or self._pool is None:
+        if sum(map(len, body)) <= INLINE_BODY_BYTES or self._pool is None:
             return self._predict(body, request_kind, answer_kind)
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(
             self._pool, self._predict, body, request_kind, answer_kind
         )
 
-    def _predict(self, body: bytes, request_kind: str, answer_kind: str) -> Response:
+    def _predict(self, body: list[bytes], request_kind: str, answer_kind: str) -> Response:
         """Parse, predict, encode: one output record per input record, in order."""
         features = PARSERS[MEDIA_TYPES[request_kind]](body, self.feature_names)
         probabilities = self.model.predict_proba(features, num_threads=self.predict_threads)
@@ -172,8 +172,9 @@ class InferenceApp:
             f"({limit_mb} MB){hint}",
         )
 
-    async def _read_body(self, declared: str | None, receive: Receive) -> bytes:
-        """The body, refused by its Content-Length before any of it is read when too large.
+    async def _read_body(self, declared: str | None, receive: Receive) -> list[bytes]:
+        """The body in the chunks it arrived in, refused by its Content-Length before any
+        of it is read when too large.
 
         A body sent in chunks is refused as soon as it passes the limit.
         """
@@ -198,7 +199,7 @@ class InferenceApp:
                 raise self._too_large(f"more than {self.max_payload_bytes} bytes")
             chunks.append(chunk)
             if not message.get("more_body", False):
-                return b"".join(chunks)
+                return chunks
 
 
 def _header(headers: dict[bytes, bytes], name: bytes) -> str | None:

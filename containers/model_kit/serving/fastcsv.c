@@ -1,7 +1,9 @@
 /*
  * The fast path for CSV request bodies: plain numbers, comma-separated, one
- * record per line, into a row-major float64 matrix. Called through ctypes
- * (fastcsv.py), which releases the GIL for the call.
+ * record per line, into a row-major float64 matrix. It reads the body in the
+ * chunks it arrived in (a line may span them), so the server never joins a
+ * large body into one more copy. Called through ctypes (fastcsv.py), which
+ * releases the GIL for the call.
  *
  * It accepts only what it can parse exactly like Python's float(): an
  * optional sign, digits with an optional decimal point, an optional exponent;
@@ -87,41 +89,84 @@ static const char *number(const char *p, const char *end, double *value) {
     return p;
 }
 
+/* One line [p, line_end), without its '\n', into row: 0, or -1 if it is not for the fast path. */
+static int record(const char *p, const char *line_end, size_t width, double *row) {
+    size_t column = 0;
+    for (;;) {
+        if (column == width) return -1;
+        if (p == line_end || *p == ',') {
+            row[column] = NAN;
+        } else if ((p = number(p, line_end, &row[column])) == NULL) {
+            return -1;
+        }
+        column++;
+        if (p == line_end) break;
+        if (*p != ',') return -1;
+        p++;
+    }
+    return column == width ? 0 : -1;
+}
+
+struct matrix {
+    double *out;
+    size_t width, capacity, rows;
+};
+
+/* A whole line: skipped if blank, else the next row. 0, or -1 if not for the fast path. */
+static int line(struct matrix *m, const char *p, const char *line_end) {
+    if (line_end > p && line_end[-1] == '\r') line_end--;
+    if (line_end == p) return 0;
+    if (m->rows == m->capacity) return -1;
+    if (record(p, line_end, m->width, m->out + m->rows * m->width) != 0) return -1;
+    m->rows++;
+    return 0;
+}
+
+/* Append [p, end) to the partial line carried over from earlier chunks. */
+static int carry(char **held, size_t *length, size_t *room, const char *p, const char *end) {
+    size_t more = (size_t)(end - p);
+    if (*length + more > *room) {
+        size_t grown = 2 * (*length + more);
+        char *bigger = realloc(*held, grown);
+        if (bigger == NULL) return -1;
+        *held = bigger;
+        *room = grown;
+    }
+    memcpy(*held + *length, p, more);
+    *length += more;
+    return 0;
+}
+
 /*
- * Parse buffer[0, length) into out (capacity rows of width values).
+ * Parse a body that arrived in count chunks (chunks[i] of lengths[i] bytes; a
+ * line may span chunks) into out, capacity rows of width values each.
  * Returns the number of records, or -1 if the body is not for the fast path.
  */
-long long fastcsv_parse(const char *buffer, size_t length, size_t width, double *out,
-                        size_t capacity) {
-    const char *p = buffer, *end = buffer + length;
-    size_t rows = 0;
-    while (p < end) {
-        const char *newline = memchr(p, '\n', (size_t)(end - p));
-        const char *line_end = newline ? newline : end;
-        const char *next = newline ? newline + 1 : end;
-        if (line_end > p && line_end[-1] == '\r') line_end--;
-        if (line_end == p) {
-            p = next;
-            continue;
-        }
-        if (rows == capacity) return -1;
-        double *row = out + rows * width;
-        size_t column = 0;
-        for (;;) {
-            if (column == width) return -1;
-            if (p == line_end || *p == ',') {
-                row[column] = NAN;
-            } else if ((p = number(p, line_end, &row[column])) == NULL) {
-                return -1;
+long long fastcsv_parse(const char *const *chunks, const size_t *lengths, size_t count,
+                        size_t width, double *out, size_t capacity) {
+    struct matrix m = {out, width, capacity, 0};
+    char *held = NULL;
+    size_t held_length = 0, held_room = 0;
+    int failed = 0;
+    for (size_t i = 0; i < count && !failed; i++) {
+        const char *p = chunks[i], *end = chunks[i] + lengths[i];
+        while (p < end && !failed) {
+            const char *newline = memchr(p, '\n', (size_t)(end - p));
+            if (newline == NULL) {
+                failed = carry(&held, &held_length, &held_room, p, end);
+                break;
             }
-            column++;
-            if (p == line_end) break;
-            if (*p != ',') return -1;
-            p++;
+            if (held_length > 0) {
+                failed = carry(&held, &held_length, &held_room, p, newline) ||
+                         line(&m, held, held + held_length);
+                held_length = 0;
+            } else {
+                failed = line(&m, p, newline);
+            }
+            p = newline + 1;
         }
-        if (column != width) return -1;
-        rows++;
-        p = next;
     }
-    return (long long)rows;
+    if (!failed && held_length > 0) failed = line(&m, held, held + held_length);
+    free(held);
+    return failed ? -1 : (long long)m.rows;
 }

@@ -3,6 +3,8 @@
 On a 5 MB body ``numpy.loadtxt`` took 26 ms against 54 ms for the prediction
 itself; this takes ~6.5 ms, and without the GIL (ctypes releases it), so
 another request's Python code runs meanwhile (``benchmarks/serving_choices.py``).
+It reads the body in the chunks the server received it in, so a 5 MB body is
+not joined into one more 5 MB copy first (5 MB requests: 30 -> 32 requests/s).
 It is only a fast path: on a body it does not fully understand it returns
 ``None``, and ``decoders.parse_csv`` parses the body exactly in Python, or
 names what is wrong.
@@ -19,6 +21,7 @@ import ctypes
 import functools
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -48,7 +51,8 @@ def _parse_function() -> ctypes._CFuncPtr:  # type: ignore[name-defined]
     function = library.fastcsv_parse
     function.restype = ctypes.c_longlong
     function.argtypes = [
-        ctypes.c_char_p,
+        ctypes.POINTER(ctypes.c_char_p),
+        ctypes.POINTER(ctypes.c_size_t),
         ctypes.c_size_t,
         ctypes.c_size_t,
         ctypes.c_void_p,
@@ -62,17 +66,21 @@ def load() -> None:
     _parse_function()
 
 
-def parse(body: bytes, width: int) -> np.ndarray | None:
-    """The records of ``body`` as a ``(records, width)`` float64 matrix, or None.
+def parse(chunks: Sequence[bytes], width: int) -> np.ndarray | None:
+    """The records of a body, given in the chunks it arrived in, as a ``(records, width)``
+    float64 matrix; or None.
 
     None means the body holds something other than plain numbers and empty cells
     in exactly ``width`` columns (or no record at all): the exact parser decides.
     """
     import numpy as np
 
-    capacity = body.count(b"\n") + 1
+    count = len(chunks)
+    capacity = sum(chunk.count(b"\n") for chunk in chunks) + 1
     matrix = np.empty((capacity, width), dtype=np.float64)
-    rows = _parse_function()(body, len(body), width, matrix.ctypes.data, capacity)
+    starts = (ctypes.c_char_p * count)(*chunks)
+    lengths = (ctypes.c_size_t * count)(*map(len, chunks))
+    rows = _parse_function()(starts, lengths, count, width, matrix.ctypes.data, capacity)
     if rows <= 0:
         return None
     return matrix[:rows]
