@@ -224,7 +224,7 @@ def serve_variant(
     (as ``serve`` does) or ``not-frozen``; ``malloc`` is ``tuned`` (as ``serve`` does)
     or ``default`` (glibc's own settings).
     """
-    from model_kit.serving import server
+    from model_kit.serving import memory, server
     from model_kit.serving.config import ServerConfig
 
     config = ServerConfig.from_env(
@@ -233,7 +233,7 @@ def serve_variant(
     listener = server.listen(port)
     server.pin_master_threads()
     if malloc == "tuned":
-        server.tune_malloc()
+        memory.tune()
     from model_kit.model_io import load_model
     from model_kit.serving.app import InferenceApp
 

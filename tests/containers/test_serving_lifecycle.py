@@ -306,6 +306,24 @@ def test_several_workers_predict_with_one_openmp_thread_each(two_workers, sample
         assert thread_count(pid) - before[pid] <= THREADS_PER_WORKER
 
 
+def resident_mib(pid: int) -> float:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(re.search(r"^VmRSS:\s+(\d+) kB", status, re.MULTILINE).group(1)) / 1024
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="reads memory from /proc")
+def test_an_idle_worker_gives_the_memory_of_large_requests_back(ml_root, sample):
+    """5 MB bodies wait in the heap while they arrive; once idle, the worker returns it."""
+    with start_model_server(ml_root, workers=1) as server:
+        [pid] = worker_pids(server)
+        started = resident_mib(pid)
+        body = body_of_exactly(5 * MIB, sample)
+        for _ in range(3):
+            assert set(big_requests(server, body, 8)) == {200}
+        time.sleep(2.5)
+        assert resident_mib(pid) - started < 8, server.log()
+
+
 @pytest.mark.skipif(
     sys.platform != "linux" or available_cpus() < 2, reason="needs /proc and 2 CPUs"
 )

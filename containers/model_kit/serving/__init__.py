@@ -11,5 +11,6 @@ fork, so every worker shares its memory copy-on-write. Modules:
   to response bodies.
 - ``app``: the ASGI application (routes, limits, errors; large requests on threads).
 - ``worker``: gunicorn's asgi worker, made to stop promptly.
+- ``memory``: glibc malloc settings, and giving memory back when idle.
 - ``server``: process start-up, entry point ``main()``.
 """

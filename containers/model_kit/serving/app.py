@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from model_kit.model_io import Model
+from model_kit.serving import memory
 from model_kit.serving.config import MIB, ServerConfig
 from model_kit.serving.decoders import PARSERS
 from model_kit.serving.encoders import PredictionEncoders
@@ -36,6 +37,9 @@ log = logging.getLogger("model_kit.serving")
 # hop: 500 records (~105 KB) are about 1 ms of work. Larger ones would hold the
 # loop, and /ping with it, for tens of milliseconds.
 INLINE_BODY_BYTES = 128 * 1024
+# A worker gives the memory of its large requests back to the OS once it has had none
+# in flight for this long (``memory.release_free``).
+IDLE_RELEASE_S = 1.0
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -78,6 +82,8 @@ class InferenceApp:
         self.predict_threads = config.predict_threads
         self.threads = threads
         self._pool: ThreadPoolExecutor | None = None
+        self._large_in_flight = 0
+        self._release: asyncio.TimerHandle | None = None
         self._execution_parameters = json.dumps(
             {
                 "MaxConcurrentTransforms": config.max_concurrent_transforms,
@@ -147,9 +153,17 @@ class InferenceApp:
         if sum(map(len, body)) <= INLINE_BODY_BYTES or self._pool is None:
             return self._predict(body, request_kind, answer_kind)
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(
-            self._pool, self._predict, body, request_kind, answer_kind
-        )
+        self._large_in_flight += 1
+        if self._release is not None:
+            self._release.cancel()
+        try:
+            return await loop.run_in_executor(
+                self._pool, self._predict, body, request_kind, answer_kind
+            )
+        finally:
+            self._large_in_flight -= 1
+            if self._large_in_flight == 0:
+                self._release = loop.call_later(IDLE_RELEASE_S, memory.release_free)
 
     def _predict(self, body: list[bytes], request_kind: str, answer_kind: str) -> Response:
         """Parse, predict, encode: one output record per input record, in order."""

@@ -15,7 +15,6 @@ The order matters and is the point of this module:
 
 from __future__ import annotations
 
-import ctypes
 import gc
 import logging
 import os
@@ -23,6 +22,7 @@ import socket
 import sys
 from typing import Any, NoReturn
 
+from model_kit.serving import memory
 from model_kit.serving.config import GRACEFUL_TIMEOUT_S, ConfigError, ServerConfig
 
 log = logging.getLogger("model_kit.serving")
@@ -35,10 +35,6 @@ THREADS_PER_WORKER = 4
 # are not closed under it between requests.
 KEEPALIVE_S = 75
 LISTEN_BACKLOG = 2048
-# glibc mallopt() parameters (malloc.h) and the values measured to keep workers small.
-M_MMAP_THRESHOLD, M_ARENA_MAX = -3, -8
-MMAP_THRESHOLD_BYTES = 1024 * 1024
-ARENA_MAX = 2
 
 
 def _fail(message: str, code: int) -> NoReturn:
@@ -67,30 +63,6 @@ def pin_master_threads() -> None:
     """
     os.environ["OMP_NUM_THREADS"] = "1"
     os.environ["OPENBLAS_NUM_THREADS"] = "1"
-
-
-def tune_malloc() -> None:
-    """Make glibc give a request's big buffers back to the OS once the request is done.
-
-    By default glibc raises its mmap threshold after the first large free and
-    gives each thread its own arena, so a worker that once served 5 MB requests
-    keeps ~50-90 MB of freed heap: 4 workers then took 1.6-1.9x the memory of
-    one (``benchmarks/serving_choices.py``). A fixed 1 MiB threshold and two
-    arenas keep it at ~1.2x: request-sized arrays (a 5 MB body, its feature
-    matrix) are mmapped and unmapped on free, while the server's read buffers
-    (uvloop reads 256 KiB at a time) are recycled in the heap. At 128 KiB those
-    were mapped, faulted in and unmapped for every chunk read: 5 MB requests ran
-    7-11% slower (27-28 against 30 requests/s, 2 workers, wrk, 4 rounds).
-    Set in the master, so the forked workers inherit it; a no-op where malloc is
-    not glibc's.
-    """
-    try:
-        mallopt = ctypes.CDLL(None).mallopt
-    except (OSError, AttributeError):
-        log.info("not glibc: malloc left at its defaults")
-        return
-    mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES)
-    mallopt(M_ARENA_MAX, ARENA_MAX)
 
 
 def freeze_heap() -> None:
@@ -156,7 +128,7 @@ def main() -> None:
         _fail(str(exc), 2)
     listener = listen(config.port)
     pin_master_threads()
-    tune_malloc()
+    memory.tune()
 
     from model_kit.model_io import load_model
     from model_kit.paths import MLPaths
