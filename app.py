@@ -8,7 +8,6 @@ Storage ──buckets──▶ Iam ◀──images── Registry
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import aws_cdk as cdk
@@ -31,10 +30,11 @@ def build_app(context: dict[str, Any] | None = None, outdir: str | None = None) 
     """Composes the stacks; tests call this with their own context and output directory."""
     app = cdk.App(context=context, outdir=outdir)
     config = AppConfig.from_context(app.node)
-    # Env-agnostic unless the CLI knows the account: `cdk synth` needs no credentials.
-    env = cdk.Environment(
-        account=os.environ.get("CDK_DEFAULT_ACCOUNT"), region=os.environ.get("CDK_DEFAULT_REGION")
-    )
+    # Env-agnostic unless the config pins them: the stacks then go to the account and region
+    # of the credentials `cdk deploy` runs with, and weak references read `AWS::Region`. (The
+    # CLI's CDK_DEFAULT_REGION falls back to us-east-1 when it finds no region, which would
+    # bake that region into every reference of an assembly synthesized without one.)
+    env = cdk.Environment(account=config.account, region=config.region)
     prefix = config.name_prefix
     retain_days = retention(config.log_retention_days)
 
@@ -75,11 +75,15 @@ def build_app(context: dict[str, Any] | None = None, outdir: str | None = None) 
     serving = ServingStack(
         app,
         f"{prefix}-serving",
+        name_prefix=prefix,
         config=config.serving,
         role=iam.sagemaker_role,
         image_uri=registry.inference_image.image_uri,
         model_data_url=training.model_data_url,
+        model_inputs_digest=training.model_inputs_digest,
         data_capture=iam.data_capture,
+        alarm_emails=config.alarm_emails,
+        log_retention=retain_days,
         env=env,
     )
     client = ClientStack(
@@ -91,6 +95,7 @@ def build_app(context: dict[str, Any] | None = None, outdir: str | None = None) 
         input_bucket_name=storage.input_bucket.bucket_name,
         output_bucket_name=storage.output_bucket.bucket_name,
         endpoint_name=serving.endpoint_name,
+        alarm_topic_arn=serving.alarm_topic.topic_arn,
         log_retention=retain_days,
         env=env,
     )

@@ -20,7 +20,8 @@ def secure_bucket(
     """A private bucket logging to `access_logs` under `<construct id>/` (None: the log bucket).
 
     Lifecycle rules keep storage bounded: incomplete multipart uploads are aborted, and
-    objects (or old versions) expire when the caller says they are scratch data.
+    objects (or old versions) expire when the caller says they are scratch data. A bucket
+    that is destroyed with its stack is emptied first, or the deletion would fail.
     """
     rule = s3.LifecycleRule(
         abort_incomplete_multipart_upload_after=Duration.days(7),
@@ -31,6 +32,7 @@ def secure_bucket(
             else None
         ),
     )
+    destroy = removal_policy == RemovalPolicy.DESTROY
     return s3.Bucket(
         scope,
         construct_id,
@@ -43,6 +45,8 @@ def secure_bucket(
         server_access_logs_prefix=f"{construct_id}/" if access_logs else None,
         lifecycle_rules=[rule],
         removal_policy=removal_policy,
+        # CloudFormation deletes only empty buckets: empty it (every version) first.
+        auto_delete_objects=destroy,
     )
 
 

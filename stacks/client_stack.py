@@ -12,10 +12,13 @@ from aws_cdk import aws_lambda_destinations as destinations
 from aws_cdk import aws_lambda_event_sources as event_sources
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
+from constructs_lib.alarm_topic import notify
 from constructs_lib.nag import acknowledge
+from constructs_lib.singleton_logs import route_singleton_logs
 from stacks.config import ClientConfig
 from stacks.iam_stack import client_failure_queue_name, client_function_name
 
@@ -42,10 +45,12 @@ class ClientStack(Stack):
         input_bucket_name: str,
         output_bucket_name: str,
         endpoint_name: str,
+        alarm_topic_arn: str,
         log_retention: logs.RetentionDays,
         **kwargs,
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
+        self._log_retention = log_retention
         failures = sqs.Queue(
             self,
             "FailedEvents",
@@ -81,13 +86,7 @@ class ClientStack(Stack):
                 "MAX_REQUEST_BYTES": str(config.max_request_bytes),
                 "REQUEST_CONCURRENCY": str(config.request_concurrency),
             },
-            log_group=logs.LogGroup(
-                self,
-                "Logs",
-                log_group_name=f"/aws/lambda/{function_name}",
-                retention=log_retention,
-                removal_policy=RemovalPolicy.DESTROY,
-            ),
+            log_group=self._log_group("Logs", f"/aws/lambda/{function_name}"),
         )
         input_bucket = s3.Bucket.from_bucket_attributes(
             self,
@@ -105,7 +104,10 @@ class ClientStack(Stack):
                     filters=[s3.NotificationKeyFilter(suffix=suffix)],
                 )
             )
-        self._alarms(config, function, failures)
+        route_singleton_logs(self, "BucketNotificationsHandler", self._notification_handler_logs)
+        topic = sns.Topic.from_topic_arn(self, "AlarmTopic", alarm_topic_arn)
+        for alarm in self._alarms(config, function, failures):
+            notify(alarm, topic)
         CfnOutput(self, "InputBucketName", value=input_bucket_name)
         CfnOutput(self, "OutputBucketName", value=output_bucket_name)
         CfnOutput(self, "EndpointName", value=endpoint_name)
@@ -119,18 +121,24 @@ class ClientStack(Stack):
             ),
         )
 
+    def _log_group(self, construct_id: str, name: str | None = None) -> logs.LogGroup:
+        return logs.LogGroup(
+            self,
+            construct_id,
+            log_group_name=name,
+            retention=self._log_retention,
+            removal_policy=RemovalPolicy.DESTROY,
+        )
+
     def _notifications_role(self, bucket_name: str) -> iam.IRole:
-        """CDK's notification handler may configure this one bucket's notifications only."""
+        """CDK's notification handler may configure this one bucket's notifications and
+        write its own log group, nothing else.
+        """
         role = iam.Role(
             self,
             "NotificationsHandlerRole",
             assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
             description="Puts the input bucket's event notification for the client Lambda.",
-            managed_policies=[
-                iam.ManagedPolicy.from_aws_managed_policy_name(
-                    "service-role/AWSLambdaBasicExecutionRole"
-                )
-            ],
         )
         role.add_to_policy(
             iam.PolicyStatement(
@@ -138,17 +146,14 @@ class ClientStack(Stack):
                 resources=[f"arn:{Aws.PARTITION}:s3:::{bucket_name}"],
             )
         )
-        acknowledge(
-            role,
-            "IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/"
-            "AWSLambdaBasicExecutionRole]",
-            "CDK's notification handler gets a generated function name, so its log group is "
-            "not known here; the AWS policy grants only CloudWatch Logs writes.",
-        )
+        self._notification_handler_logs = self._log_group("NotificationsHandlerLogs")
+        self._notification_handler_logs.grant_write(role)
         return role.without_policy_updates()
 
-    def _alarms(self, config: ClientConfig, function: lambda_.Function, queue: sqs.Queue) -> None:
-        cloudwatch.Alarm(
+    def _alarms(
+        self, config: ClientConfig, function: lambda_.Function, queue: sqs.Queue
+    ) -> list[cloudwatch.Alarm]:
+        errors = cloudwatch.Alarm(
             self,
             "ErrorsAlarm",
             metric=function.metric_errors(period=Duration.minutes(5), statistic="Sum"),
@@ -158,7 +163,7 @@ class ClientStack(Stack):
             treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
             alarm_description="The client Lambda raised errors.",
         )
-        cloudwatch.Alarm(
+        failed_events = cloudwatch.Alarm(
             self,
             "FailedEventsAlarm",
             metric=queue.metric_approximate_number_of_messages_visible(
@@ -170,3 +175,4 @@ class ClientStack(Stack):
             treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
             alarm_description="Events the client could not score after its retries.",
         )
+        return [errors, failed_events]

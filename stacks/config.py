@@ -32,6 +32,13 @@ LONGEST_TRAINING_WAIT_SECONDS = (
 INSTANCE_TYPE_PATTERN = re.compile(r"^ml\.[a-z0-9]+\.[a-z0-9]+$")
 SAGEMAKER_NAME_PATTERN = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
 NAME_PREFIX_PATTERN = re.compile(r"^[a-z][a-z0-9-]{1,19}$")
+ACCOUNT_PATTERN = re.compile(r"^\d{12}$")
+REGION_PATTERN = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$")
+# Deliberately loose: SNS sends a confirmation mail, which is the real check.
+EMAIL_PATTERN = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+# Lambda keeps this many concurrent executions of the account's quota unreserved.
+LAMBDA_UNRESERVED_MINIMUM = 100
+LAMBDA_DEFAULT_CONCURRENCY_QUOTA = 1000
 S3_URI_PATTERN = re.compile(r"^s3://([a-z0-9][a-z0-9.-]{1,61}[a-z0-9])/(.+?)/?$")
 
 # The retention periods CloudWatch Logs accepts.
@@ -83,6 +90,9 @@ class _Section:
         if not isinstance(value, str) or not pattern.match(value):
             raise self.fail(name, value, allowed)
         return value
+
+    def optional_string(self, name: str, pattern: re.Pattern[str], allowed: str) -> str | None:
+        return None if self.raw.get(name) is None else self.string(name, pattern, allowed)
 
     def integer(self, name: str, low: int, high: int) -> int:
         value = self.raw.get(name)
@@ -206,7 +216,11 @@ class ClientConfig:
 @dataclass(frozen=True)
 class AppConfig:
     name_prefix: str
+    # None: the account and region of the credentials `cdk deploy` runs with.
+    account: str | None
+    region: str | None
     log_retention_days: int
+    alarm_emails: tuple[str, ...]
     storage: StorageConfig
     training: TrainingConfig
     serving: ServingConfig
@@ -240,7 +254,16 @@ class AppConfig:
                 NAME_PREFIX_PATTERN,
                 "2-20 lowercase letters, digits or hyphens, starting with a letter",
             ),
+            account=root.optional_string(
+                "account", ACCOUNT_PATTERN, "null (the deploying credentials' account) or 12 digits"
+            ),
+            region=root.optional_string(
+                "region",
+                REGION_PATTERN,
+                "null (the deploying credentials' region) or a region name such as 'eu-west-1'",
+            ),
             log_retention_days=root.integer_in("log_retention_days", LOG_RETENTION_DAYS),
+            alarm_emails=_parse_alarm_emails(root),
             storage=_parse_storage(
                 _Section(root.get("storage", {}), root.key("storage"), _STORAGE)
             ),
@@ -287,7 +310,17 @@ def _decode(value: Any) -> Any:
     return value
 
 
-_ROOT = {"name_prefix", "log_retention_days", "storage", "training", "serving", "client"}
+_ROOT = {
+    "name_prefix",
+    "account",
+    "region",
+    "log_retention_days",
+    "alarm_emails",
+    "storage",
+    "training",
+    "serving",
+    "client",
+}
 _STORAGE = {
     "removal_policy",
     "noncurrent_version_expiration_days",
@@ -332,6 +365,23 @@ _CLIENT = {
     "alarm_errors_threshold",
     "alarm_dead_letters_threshold",
 }
+
+
+def _parse_alarm_emails(section: _Section) -> tuple[str, ...]:
+    """Addresses subscribed to the alarm topic; each must confirm SNS's subscription mail."""
+    raw = section.get("alarm_emails", [])
+    allowed = 'a list of e-mail addresses, e.g. ["ops@example.com"] (may be empty)'
+    if not isinstance(raw, list):
+        raise section.fail("alarm_emails", raw, allowed)
+    for index, address in enumerate(raw):
+        if not isinstance(address, str) or not EMAIL_PATTERN.match(address):
+            raise ConfigError(
+                f"{section.key('alarm_emails')}[{index}]: got {_describe(address)}; "
+                f"allowed: {allowed}"
+            )
+    if len(set(raw)) != len(raw):
+        raise section.fail("alarm_emails", raw, "each address once")
+    return tuple(raw)
 
 
 def _parse_storage(section: _Section) -> StorageConfig:
@@ -516,13 +566,7 @@ def _parse_serving(section: _Section) -> ServingConfig:
 
 def _parse_client(section: _Section) -> ClientConfig:
     return ClientConfig(
-        # null leaves the function unreserved: new accounts (concurrency quota 10) cannot
-        # reserve anything, since Lambda keeps 10 unreserved.
-        reserved_concurrency=(
-            None
-            if section.get("reserved_concurrency") is None
-            else section.integer("reserved_concurrency", 1, 1000)
-        ),
+        reserved_concurrency=_parse_reserved_concurrency(section),
         memory_mb=section.integer("memory_mb", 128, 10240),
         timeout_seconds=section.integer("timeout_seconds", 1, 900),
         retry_attempts=section.integer("retry_attempts", 0, 2),
@@ -533,3 +577,29 @@ def _parse_client(section: _Section) -> ClientConfig:
         alarm_errors_threshold=section.integer("alarm_errors_threshold", 1, 10**6),
         alarm_dead_letters_threshold=section.integer("alarm_dead_letters_threshold", 1, 10**6),
     )
+
+
+def _parse_reserved_concurrency(section: _Section) -> int | None:
+    """None (the default) reserves nothing, which every account accepts.
+
+    Lambda refuses a reservation that leaves fewer than 100 executions of the account's
+    quota unreserved, so reserving N needs a quota of at least N + 100: new accounts, whose
+    quota is often 10, cannot reserve anything, and the default quota of 1,000 allows 900.
+    """
+    value = section.get("reserved_concurrency")
+    if value is None:
+        return None
+    highest = LAMBDA_DEFAULT_CONCURRENCY_QUOTA - LAMBDA_UNRESERVED_MINIMUM
+    try:
+        return section.integer("reserved_concurrency", 1, highest)
+    except ConfigError:
+        raise section.fail(
+            "reserved_concurrency",
+            value,
+            f"null (no reservation, the default) or an integer from 1 to {highest}: Lambda "
+            f"keeps {LAMBDA_UNRESERVED_MINIMUM} concurrent executions of the account's quota "
+            f"unreserved, so reserving N needs a quota of at least N + "
+            f"{LAMBDA_UNRESERVED_MINIMUM} (the default quota is "
+            f"{LAMBDA_DEFAULT_CONCURRENCY_QUOTA:,}; new accounts often have 10 and can reserve "
+            "nothing). Check yours with `aws lambda get-account-settings`",
+        ) from None

@@ -9,9 +9,11 @@ from aws_cdk import aws_applicationautoscaling as autoscaling
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
+from aws_cdk import aws_logs as logs
 from aws_cdk import aws_sagemaker as sagemaker
 from constructs import Construct
 
+from constructs_lib.alarm_topic import AlarmTopic, notify
 from constructs_lib.s3_location import S3Location
 from stacks.config import ServingConfig
 
@@ -25,11 +27,21 @@ def has_instance_storage(instance_type: str) -> bool:
 
 # Blue/green deployments need the same variant name in the old and new endpoint config.
 VARIANT_NAME = "AllTraffic"
+# Set in the model's container environment; the model server ignores it. See ServingStack.
+MODEL_INPUTS_VARIABLE = "MODEL_INPUTS_DIGEST"
 
 
 class ServingStack(Stack):
     """Only the endpoint has a fixed name; CloudFormation names the model and endpoint config,
     so a new model replaces both cleanly and the endpoint switches over blue/green.
+
+    `model_data_url` is a weak reference, which CloudFormation reads only when this stack's
+    template changes. `model_inputs_digest` changes whenever anything that shapes the model
+    does, so it is written into the model's container environment: a retrain changes this
+    template too, the CLI deploys it, the reference is read again, and the model and endpoint
+    config are replaced (the environment can only change by replacement).
+
+    It also holds the app's alarm topic (`alarm_topic`), which every alarm notifies.
     """
 
     def __init__(
@@ -37,15 +49,22 @@ class ServingStack(Stack):
         scope: Construct,
         construct_id: str,
         *,
+        name_prefix: str,
         config: ServingConfig,
         role: iam.IRole,
         image_uri: str,
         model_data_url: str,
+        model_inputs_digest: str,
         data_capture: S3Location,
+        alarm_emails: tuple[str, ...],
+        log_retention: logs.RetentionDays,
         **kwargs,
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
         self.endpoint_name = config.endpoint_name
+        self.alarm_topic = AlarmTopic(
+            self, "AlarmTopic", alarm_name_prefix=f"{name_prefix}-", emails=alarm_emails
+        ).topic
         model = sagemaker.CfnModel(
             self,
             "Model",
@@ -58,6 +77,7 @@ class ServingStack(Stack):
                 environment={
                     "SAGEMAKER_MODEL_SERVER_WORKERS": str(config.model_server_workers),
                     "SAGEMAKER_MODEL_SERVER_TIMEOUT": str(config.model_server_timeout_seconds),
+                    MODEL_INPUTS_VARIABLE: model_inputs_digest,
                 },
             ),
         )
@@ -77,6 +97,17 @@ class ServingStack(Stack):
             data_capture_config=self._data_capture(config, data_capture),
         )
         alarms = self._alarms(config)
+        for alarm in alarms:
+            notify(alarm, self.alarm_topic)
+        endpoint_logs = logs.LogGroup(
+            self,
+            "EndpointLogs",
+            # SageMaker's own name for the endpoint's container logs. Created before the
+            # endpoint, so SageMaker does not create it without a retention; deleted after it.
+            log_group_name=f"/aws/sagemaker/Endpoints/{config.endpoint_name}",
+            retention=log_retention,
+            removal_policy=RemovalPolicy.DESTROY,
+        )
         endpoint = sagemaker.CfnEndpoint(
             self,
             "Endpoint",
@@ -105,6 +136,7 @@ class ServingStack(Stack):
                 ),
             ),
         )
+        endpoint.node.add_dependency(endpoint_logs)
         if config.autoscaling.enabled:
             self._autoscaling(config, endpoint)
         CfnOutput(self, "EndpointName", value=config.endpoint_name)

@@ -12,6 +12,7 @@ from constructs_lib.bundled_dataset import BundledDataset
 from constructs_lib.nag import acknowledge
 from constructs_lib.s3_location import S3Location
 from constructs_lib.secure_bucket import access_log_bucket, secure_bucket
+from constructs_lib.singleton_logs import route_singleton_logs
 from constructs_lib.training_job import Channel
 from stacks.config import StorageConfig
 
@@ -32,14 +33,14 @@ class StorageStack(Stack):
         **kwargs,
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
-        scratch_policy = (
+        removal_policy = (
             RemovalPolicy.RETAIN if config.removal_policy == "retain" else RemovalPolicy.DESTROY
         )
         access_logs = access_log_bucket(
             self,
             "AccessLogs",
             expiration_days=config.access_log_expiration_days,
-            removal_policy=scratch_policy,
+            removal_policy=removal_policy,
         )
         acknowledge(
             access_logs, "S1", "This is the access-log bucket; logging it into itself would loop."
@@ -49,7 +50,7 @@ class StorageStack(Stack):
             "Data",
             access_logs=access_logs,
             versioned=True,
-            removal_policy=RemovalPolicy.RETAIN,
+            removal_policy=removal_policy,
             noncurrent_version_expiration_days=config.noncurrent_version_expiration_days,
         )
         self.models_bucket = secure_bucket(
@@ -57,7 +58,7 @@ class StorageStack(Stack):
             "Models",
             access_logs=access_logs,
             versioned=True,
-            removal_policy=RemovalPolicy.RETAIN,
+            removal_policy=removal_policy,
             noncurrent_version_expiration_days=config.noncurrent_version_expiration_days,
         )
         # Versioned so the client reads exactly the object version that fired its event.
@@ -66,7 +67,7 @@ class StorageStack(Stack):
             "InferenceInput",
             access_logs=access_logs,
             versioned=True,
-            removal_policy=scratch_policy,
+            removal_policy=removal_policy,
             expiration_days=config.scored_object_expiration_days,
             noncurrent_version_expiration_days=1,
         )
@@ -75,9 +76,20 @@ class StorageStack(Stack):
             "InferenceOutput",
             access_logs=access_logs,
             versioned=False,
-            removal_policy=scratch_policy,
+            removal_policy=removal_policy,
             expiration_days=config.scored_object_expiration_days,
         )
+        if removal_policy == RemovalPolicy.DESTROY:
+            route_singleton_logs(
+                self,
+                "Custom::S3AutoDeleteObjects",
+                logs.LogGroup(
+                    self,
+                    "BucketEmptierLogs",
+                    retention=log_retention,
+                    removal_policy=RemovalPolicy.DESTROY,
+                ),
+            )
         self.channels, self.data_version = self._dataset(config, log_retention)
         for output_id, bucket in (
             ("DataBucketName", self.data_bucket),

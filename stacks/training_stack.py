@@ -13,7 +13,9 @@ from stacks.config import TrainingConfig
 
 
 class TrainingStack(Stack):
-    """Exposes `model_data_url` and `job_name`; both change only when the model does."""
+    """Exposes `model_data_url` and `job_name`, which change only when the model does, and
+    `model_inputs_digest`, a synth-time value that changes with them (see ServingStack).
+    """
 
     def __init__(
         self,
@@ -46,6 +48,7 @@ class TrainingStack(Stack):
             log_retention=log_retention,
         )
         self.model_data_url = job.model_data_url
+        self.model_inputs_digest = job.model_inputs_digest
         self.job_name = job.job_name
         CfnOutput(self, "TrainingJobName", value=job.job_name)
         CfnOutput(self, "ModelDataUrl", value=job.model_data_url)

@@ -16,6 +16,7 @@ from constructs import Construct
 
 from constructs_lib.nag import acknowledge, acknowledge_wildcard_resource
 from constructs_lib.s3_location import S3Location
+from constructs_lib.training_job.handler.index import content_hash
 from stacks.config import PROVIDER_MARGIN_SECONDS, TrainingConfig
 
 HANDLER_DIR = Path(__file__).parent / "handler"
@@ -34,7 +35,10 @@ class Channel:
 class TrainingJob(Construct):
     """Starts a training job on create/changed update and makes CloudFormation wait for it.
 
-    Attributes: `model_data_url`, `job_name`, `final_metrics` (JSON of the last metric values).
+    Attributes: `model_data_url`, `job_name`, `final_metrics` (JSON of the last metric values),
+    and `model_inputs_digest`: a synth-time digest of everything that shapes the model. A weak
+    reference to `model_data_url` is read only when its consumer's template changes, so the
+    consumer must carry this digest in its template to pick up each new model.
     """
 
     def __init__(
@@ -85,21 +89,31 @@ class TrainingJob(Construct):
             job_arns,
             "Job names are content hashes computed at deploy time; the prefix is this app's.",
         )
-        provider_logs = logs.LogGroup(
-            self, "ProviderLogs", retention=log_retention, removal_policy=RemovalPolicy.DESTROY
-        )
+        provider_logs = self._log_group("ProviderLogs", log_retention)
         on_event = self._handler("OnEvent", "index.on_event", handler_role, log_retention)
         is_complete = self._handler("IsComplete", "index.is_complete", handler_role, log_retention)
-        # The framework's roles get exactly what it needs: invoke our two handlers (by
-        # unqualified ARN), write to its log group, and (on-event) start the waiter.
+        # The framework's roles get what CDK's Provider grants its own (invoke the two
+        # handlers, and GetFunction, which it calls to wait for a handler that is not active
+        # yet after a failed invoke), plus writes to its log group instead of the AWS managed
+        # basic-execution policy; the on-event role also starts the waiter, below.
+        handlers = [on_event, is_complete]
         framework_roles = [self._framework_role(name) for name in ("OnEvent", "Waiter")]
         for role_ in framework_roles:
+            for handler in handlers:
+                handler.grant_invoke(role_)
             role_.add_to_policy(
                 iam.PolicyStatement(
-                    actions=["lambda:InvokeFunction"],
-                    resources=[on_event.function_arn, is_complete.function_arn],
+                    actions=["lambda:GetFunction"],
+                    resources=[handler.function_arn for handler in handlers],
                 )
             )
+            for handler in handlers:
+                acknowledge_wildcard_resource(
+                    role_,
+                    f"{handler.function_arn}:*",
+                    "CDK's Provider grants its framework the invocation of every version of "
+                    "its two handlers; nothing else.",
+                )
             provider_logs.grant_write(role_)
         provider = cr.Provider(
             self,
@@ -113,7 +127,14 @@ class TrainingJob(Construct):
             framework_complete_and_timeout_role=framework_roles[1].without_policy_updates(),
             disable_waiter_state_machine_logging=False,
             waiter_state_machine_log_options=cr.LogOptions(
-                destination=provider_logs, level=sfn.LogLevel.ALL
+                destination=self._log_group(
+                    "WaiterLogs",
+                    log_retention,
+                    # Step Functions' log delivery adds a resource policy per log group unless
+                    # the group is under this prefix; busy accounts have no room left for one.
+                    name=f"/aws/vendedlogs/states/{stack.stack_name}-{construct_id}-waiter",
+                ),
+                level=sfn.LogLevel.ALL,
             ),
         )
         waiter = provider.node.find_child("waiter-state-machine")
@@ -159,6 +180,7 @@ class TrainingJob(Construct):
         if config.use_spot:
             properties["MaxWaitTimeInSeconds"] = str(config.max_wait_seconds)
             properties["CheckpointS3Uri"] = checkpoint_s3_uri
+        self.model_inputs_digest: str = content_hash(stack.resolve(properties))
         resource = CustomResource(
             self,
             "Resource",
@@ -179,9 +201,25 @@ class TrainingJob(Construct):
             description="CDK provider framework for the training-job custom resource.",
         )
 
+    def _log_group(
+        self, construct_id: str, retention: logs.RetentionDays, name: str | None = None
+    ) -> logs.LogGroup:
+        return logs.LogGroup(
+            self,
+            construct_id,
+            log_group_name=name,
+            retention=retention,
+            removal_policy=RemovalPolicy.DESTROY,
+        )
+
     def _handler(
-        self, construct_id: str, entry: str, role: iam.IRole, retention: logs.RetentionDays
+        self, construct_id: str, entry: str, role: iam.Role, retention: logs.RetentionDays
     ) -> lambda_.Function:
+        """A handler that logs to a group of its own; a role passed to a Function gets no
+        basic-execution policy from CDK, so the group's write grant is added here.
+        """
+        log_group = self._log_group(f"{construct_id}Logs", retention)
+        log_group.grant_write(role)
         return lambda_.Function(
             self,
             construct_id,
@@ -192,10 +230,5 @@ class TrainingJob(Construct):
             ),
             role=role,
             timeout=Duration.minutes(1),
-            log_group=logs.LogGroup(
-                self,
-                f"{construct_id}Logs",
-                retention=retention,
-                removal_policy=RemovalPolicy.DESTROY,
-            ),
+            log_group=log_group,
         )

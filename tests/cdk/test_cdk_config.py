@@ -80,9 +80,22 @@ def test_wait_budget_fits_the_custom_resource_limit():
     )
 
 
-def test_reserved_concurrency_can_be_left_unreserved():
+def test_nothing_is_reserved_unless_configured():
     """New accounts (concurrency quota 10) cannot reserve any concurrency."""
-    assert parse(**{"config.client.reserved_concurrency": None}).client.reserved_concurrency is None
+    assert parse().client.reserved_concurrency is None
+    assert parse(**{"config.client.reserved_concurrency": "5"}).client.reserved_concurrency == 5
+
+
+def test_account_and_region_follow_the_credentials_unless_pinned():
+    assert (parse().account, parse().region) == (None, None)
+    pinned = parse(**{"config.account": "123456789012", "config.region": "eu-west-1"})
+    assert (pinned.account, pinned.region) == ("123456789012", "eu-west-1")
+
+
+def test_alarm_emails():
+    assert parse().alarm_emails == ()
+    emails = parse(**{"config.alarm_emails": '["ops@example.com", "ml@example.org"]'})
+    assert emails.alarm_emails == ("ops@example.com", "ml@example.org")
 
 
 def test_existing_dataset():
@@ -222,8 +235,38 @@ BAD_VALUES = [
     ),
     pytest.param(
         {"config.client.reserved_concurrency": 0},
-        "config.client.reserved_concurrency: got 0; allowed: an integer from 1 to 1000",
+        "config.client.reserved_concurrency: got 0; allowed: null (no reservation, the default) "
+        "or an integer from 1 to 900: Lambda keeps 100 concurrent executions of the account's "
+        "quota unreserved, so reserving N needs a quota of at least N + 100",
         id="lambda-concurrency",
+    ),
+    pytest.param(
+        {"config.client.reserved_concurrency": 950},
+        "config.client.reserved_concurrency: got 950; allowed: null (no reservation, the "
+        "default) or an integer from 1 to 900: Lambda keeps 100",
+        id="lambda-concurrency-beyond-the-default-quota",
+    ),
+    pytest.param(
+        {"config.region": "Ireland"},
+        "config.region: got 'Ireland'; allowed: null (the deploying credentials' region) or a "
+        "region name such as 'eu-west-1'",
+        id="region",
+    ),
+    pytest.param(
+        {"config.account": "1234"},
+        "config.account: got '1234'; allowed: null (the deploying credentials' account) or 12 "
+        "digits",
+        id="account",
+    ),
+    pytest.param(
+        {"config.alarm_emails": '["ops@example.com", "not an address"]'},
+        "config.alarm_emails[1]: got 'not an address'; allowed: a list of e-mail addresses",
+        id="alarm-email",
+    ),
+    pytest.param(
+        {"config.alarm_emails": "ops@example.com"},
+        "config.alarm_emails: got 'ops@example.com'; allowed: a list of e-mail addresses",
+        id="alarm-emails-not-a-list",
     ),
     pytest.param(
         {"config.training.instance_count": 2},

@@ -29,7 +29,11 @@ def test_cfn_lint_passes_every_template(synthesized):
 
 
 def test_npx_cdk_synth_prints_no_warning(tmp_path):
-    """The pinned CLI on the pinned Node: no annotation, feature-flag notice or EOL banner."""
+    """The pinned CLI on the pinned Node: no annotation, feature-flag notice or EOL banner.
+
+    With no AWS settings the CLI tells the app CDK_DEFAULT_REGION=us-east-1; the assembly
+    must not name that region, or it would deploy there whatever the credentials say.
+    """
     assert (NODE_BIN / "cdk").exists(), "node_modules missing: run `make setup` (npm ci)"
     environment = {
         key: value
@@ -64,3 +68,8 @@ def test_npx_cdk_synth_prints_no_warning(tmp_path):
         "Supply a stack id (custom-sm-storage, custom-sm-registry, custom-sm-iam, "
         "custom-sm-training, custom-sm-serving, custom-sm-client) to display its template.",
     ]
+    assert '"environment": "aws://unknown-account/us-east-1"' not in (
+        tmp_path / "manifest.json"
+    ).read_text()
+    for path in tmp_path.glob("*.template.json"):
+        assert '"Region": "us-east-1"' not in path.read_text(), path.name
