@@ -68,8 +68,9 @@ def test_npx_cdk_synth_prints_no_warning(tmp_path):
         "Supply a stack id (custom-sm-storage, custom-sm-registry, custom-sm-iam, "
         "custom-sm-training, custom-sm-serving, custom-sm-client) to display its template.",
     ]
-    assert '"environment": "aws://unknown-account/us-east-1"' not in (
-        tmp_path / "manifest.json"
-    ).read_text()
+    assert (
+        '"environment": "aws://unknown-account/us-east-1"'
+        not in (tmp_path / "manifest.json").read_text()
+    )
     for path in tmp_path.glob("*.template.json"):
         assert '"Region": "us-east-1"' not in path.read_text(), path.name
