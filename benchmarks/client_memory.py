@@ -159,9 +159,9 @@ def main() -> None:
 
     from local.credentials import FAKE_CREDENTIALS
     from local.model_server import start_model_server
+    from local.moto_server import start_moto_server
     from local.runtime_adapter import start_runtime_adapter
     from local.s3_event import object_created_record
-    from local.s3_server import start_s3_server
 
     os.environ.update(FAKE_CREDENTIALS)
     with tempfile.TemporaryDirectory() as scratch:
@@ -170,7 +170,7 @@ def main() -> None:
         data_file = work / f"large.{args.format}"
         records = len(generate_file(data_file, args.megabytes, args.format))
         with (
-            start_s3_server() as s3_server,
+            start_moto_server() as s3_server,
             start_model_server(work / "ml") as model_server,
             start_runtime_adapter(ENDPOINT_NAME, model_server.url) as adapter,
         ):

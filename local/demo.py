@@ -42,9 +42,9 @@ import boto3
 
 from local.credentials import FAKE_CREDENTIALS
 from local.model_server import start_model_server
+from local.moto_server import start_moto_server
 from local.runtime_adapter import start_runtime_adapter
 from local.s3_event import object_created_record
-from local.s3_server import start_s3_server
 
 ROOT = Path(__file__).resolve().parent.parent
 TRAIN_PROGRAM = ROOT / "containers" / "bin" / "train"
@@ -310,7 +310,7 @@ def run(workdir: Path, progress: Progress) -> dict[str, Any]:
             say(
                 f"model server: {model_server.url} ({workers} workers; log {model_server.log_path})"
             )
-            s3_server = services.enter_context(start_s3_server())
+            s3_server = services.enter_context(start_moto_server())
             say(f"S3 (moto): {s3_server.url}")
             endpoint_name = templates.the("AWS::SageMaker::Endpoint")["EndpointName"]
             adapter = services.enter_context(start_runtime_adapter(endpoint_name, model_server.url))

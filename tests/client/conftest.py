@@ -19,8 +19,8 @@ from model_kit.model_io import Model, load_model
 
 from local.credentials import FAKE_CREDENTIALS
 from local.model_server import start_model_server
+from local.moto_server import MotoServer, start_moto_server
 from local.runtime_adapter import RuntimeAdapter, start_runtime_adapter
-from local.s3_server import S3Server, start_s3_server
 
 from .local_stack import ENDPOINT_NAME, LocalStack
 
@@ -35,8 +35,8 @@ def aws_credentials() -> Iterator[None]:
 
 
 @pytest.fixture(scope="session")
-def s3_server(aws_credentials: None) -> Iterator[S3Server]:
-    with start_s3_server() as server:
+def s3_server(aws_credentials: None) -> Iterator[MotoServer]:
+    with start_moto_server() as server:
         yield server
 
 
@@ -58,7 +58,7 @@ def model(trained_model_dir: Path) -> Model:
 
 @pytest.fixture
 def stack(
-    s3_server: S3Server, runtime_adapter: RuntimeAdapter, monkeypatch: pytest.MonkeyPatch
+    s3_server: MotoServer, runtime_adapter: RuntimeAdapter, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[LocalStack]:
     """Fresh buckets and a cold start of the Lambda configured for them."""
     import boto3

@@ -1,11 +1,11 @@
-"""Run moto's S3 server on a free loopback port, as a separate process.
+"""Run moto's server (every AWS service it emulates) on a free loopback port, as a process.
 
 A subprocess (rather than moto's in-process mock) keeps the client talking real
-HTTP to something that is not itself, so tests and the local demo exercise the
-same boto3 code path as AWS, and a memory measurement of the client is not
+HTTP to something that is not itself, so tests, the local demo and the deploy rehearsal
+exercise the same boto3 code path as AWS, and a memory measurement of the client is not
 polluted by the server's copy of the data.
 
-    python -m local.s3_server --port 5000
+    python -m local.moto_server --port 5000
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from local.services import Stoppable, free_port, stop_process, wait_until_answer
 STARTUP_TIMEOUT_SECONDS = 30.0
 
 
-class S3Server(Stoppable):
+class MotoServer(Stoppable):
     """A running moto server; ``url`` is its endpoint, ``stop()`` ends it."""
 
     def __init__(self, process: subprocess.Popen[bytes], url: str) -> None:
@@ -32,7 +32,7 @@ class S3Server(Stoppable):
         stop_process(self.process, timeout_s=10)
 
 
-def start_s3_server(port: int | None = None, host: str = "127.0.0.1") -> S3Server:
+def start_moto_server(port: int | None = None, host: str = "127.0.0.1") -> MotoServer:
     """Start ``python -m moto.server`` and return once it answers HTTP."""
     port = port or free_port(host)
     url = f"http://{host}:{port}"
@@ -48,7 +48,7 @@ def start_s3_server(port: int | None = None, host: str = "127.0.0.1") -> S3Serve
         what=f"moto server on port {port}",
         timeout_s=STARTUP_TIMEOUT_SECONDS,
     )
-    return S3Server(process, url)
+    return MotoServer(process, url)
 
 
 def main() -> None:
@@ -56,8 +56,8 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=None, help="default: a free port")
     parser.add_argument("--host", default="127.0.0.1")
     args = parser.parse_args()
-    with start_s3_server(args.port, args.host) as server:
-        print(f"moto S3 server at {server.url} (AWS_ENDPOINT_URL_S3={server.url}); Ctrl-C stops it")
+    with start_moto_server(args.port, args.host) as server:
+        print(f"moto server at {server.url} (AWS_ENDPOINT_URL={server.url}); Ctrl-C stops it")
         with contextlib.suppress(KeyboardInterrupt):
             server.process.wait()
 
