@@ -8,7 +8,7 @@ NODE_STAMP := node_modules/.installed
 # The model server's C parser for CSV bodies, compiled from source (never committed).
 FASTCSV := containers/model_kit/serving/_fastcsv.so
 
-.PHONY: setup test lint clean synth demo bench
+.PHONY: setup test lint clean synth demo bench rehearse
 
 setup: $(PY_STAMP) $(NODE_STAMP) $(FASTCSV)
 
@@ -32,6 +32,11 @@ synth: setup
 # The whole pipeline on this machine (no AWS account): synth, train, package, serve, score.
 demo: setup
 	$(PY) -m local.demo
+
+# `cdk deploy --all` into moto, three times (new account, unchanged tree, retrain), checked;
+# prints what the emulator skipped. `make test` runs it too (tests/deploy).
+rehearse: setup
+	$(PY) -m local.rehearsal
 
 # Our model server beside the classic nginx + gunicorn gevent + flask container (~7 min):
 # writes benchmarks/RESULTS.md and benchmarks/results.png. Installs its own tools.

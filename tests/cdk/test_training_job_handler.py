@@ -125,10 +125,17 @@ def test_only_model_shaping_inputs_change_the_name(key, value, retrains):
     assert (handler.content_hash(changed) != handler.content_hash(PROPERTIES)) is retrains
 
 
-def test_create_starts_a_job_with_network_isolation(sagemaker):
+@pytest.mark.parametrize(
+    "not_found",
+    ["Requested resource not found.", "Could not find training job 'custom-sm-x-1'."],
+)
+def test_create_starts_a_job_with_network_isolation(sagemaker, not_found):
+    """Both of SageMaker's wordings of a missing job mean "start one"."""
     client, stubber = sagemaker
     name = handler.job_name(PROPERTIES, 1)
-    stubber.add_client_error("describe_training_job", **NOT_FOUND)
+    stubber.add_client_error(
+        "describe_training_job", service_error_code="ValidationException", service_message=not_found
+    )
     expected = handler.create_request(PROPERTIES, name)
     stubber.add_response(
         "create_training_job",

@@ -60,8 +60,9 @@ def job_name(properties: dict[str, Any], attempt: int) -> str:
 def _describe(client: Any, name: str) -> dict[str, Any] | None:
     """The job, or None when it does not exist.
 
-    SageMaker answers ValidationException "Requested resource not found" here rather than
-    the ResourceNotFound its API model declares; accept both.
+    SageMaker answers ValidationException ("Requested resource not found", or "Could not find
+    ..." as its other Describe calls word it) rather than the ResourceNotFound its API model
+    declares; accept all of them.
     """
     if not JOB_NAME_PATTERN.fullmatch(name):
         return None
@@ -70,7 +71,8 @@ def _describe(client: Any, name: str) -> dict[str, Any] | None:
     except ClientError as error:
         code = error.response["Error"]["Code"]
         message = error.response["Error"].get("Message", "").lower()
-        if code == "ResourceNotFound" or (code == "ValidationException" and "not found" in message):
+        missing = "not found" in message or "could not find" in message
+        if code == "ResourceNotFound" or (code == "ValidationException" and missing):
             return None
         raise
 

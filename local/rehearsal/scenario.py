@@ -1,0 +1,286 @@
+"""The rehearsal: what a user's first deploys do, on moto, checked the way a user would look.
+
+1. `npx cdk synth` of the tree, then `cdk deploy --all` into an empty account and region;
+2. the same again (a second synth of the unchanged tree): every stack must be skipped;
+3. a retrain (`-c config.training.hyperparameters.num_leaves=63`): a new training job must
+   start, and the endpoint must get a new model and endpoint config that serve the new model.
+
+The region is eu-west-1 on purpose: an assembly that names another region fails to deploy.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from local.moto_server import start_moto_server
+from local.rehearsal.assembly import read_assembly
+from local.rehearsal.deployer import Rehearsal, StackResult
+from local.rehearsal.gaps import Gaps
+
+ROOT = Path(__file__).resolve().parents[2]
+REGION = "eu-west-1"
+RETRAIN = ("config.training.hyperparameters.num_leaves=63",)
+SYNTH_TIMEOUT_SECONDS = 300
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    passed: bool
+    detail: str
+
+
+@dataclass
+class Deploy:
+    """One `cdk deploy --all`: what it was, and what each stack did."""
+
+    label: str
+    assembly: Path
+    results: list[StackResult]
+    # The endpoint, its config and model right after this deploy.
+    endpoint: dict[str, str]
+
+    def result(self, suffix: str) -> StackResult:
+        return next(r for r in self.results if r.name.endswith(f"-{suffix}"))
+
+
+@dataclass
+class RehearsalRun:
+    rehearsal: Rehearsal
+    deploys: list[Deploy] = field(default_factory=list)
+    checks: list[Check] = field(default_factory=list)
+    gaps: Gaps = field(default_factory=Gaps)
+
+    @property
+    def passed(self) -> bool:
+        return bool(self.checks) and all(check.passed for check in self.checks)
+
+    def check(self, name: str, passed: bool, detail: str) -> None:
+        self.checks.append(Check(name, passed, detail))
+
+    def report(self) -> str:
+        lines: list[str] = []
+        for deploy in self.deploys:
+            lines.append(f"== {deploy.label}")
+            lines.extend(f"  {describe(result)}" for result in deploy.results)
+        lines.append("== checks")
+        lines.extend(
+            f"  {'ok  ' if check.passed else 'FAIL'} {check.name}: {check.detail}"
+            for check in self.checks
+        )
+        lines.extend(self.gaps.lines())
+        return "\n".join(lines)
+
+
+def describe(result: StackResult) -> str:
+    if result.skipped:
+        return f"{result.name}: skipped (template unchanged)"
+    parts = [
+        f"{len(items)} {what}"
+        for what, items in (
+            ("added", result.added),
+            ("modified", result.modified),
+            ("replaced", result.replaced),
+            ("removed", result.removed),
+        )
+        if items
+    ]
+    text = f"{result.name}: {', '.join(parts) or 'no resource changed'}"
+    if result.replaced:
+        text += f" (replaced: {', '.join(result.replaced)})"
+    if result.custom_calls:
+        text += f"; custom resources: {', '.join(result.custom_calls)}"
+    return text
+
+
+def synth(outdir: Path, overrides: tuple[str, ...] = ()) -> Path:
+    """`npx cdk synth` as a user runs it, with no AWS settings (the CLI then assumes
+    us-east-1, which the assembly must not keep)."""
+    shutil.rmtree(outdir, ignore_errors=True)
+    environment = {
+        key: value for key, value in os.environ.items() if not key.startswith(("AWS_", "CDK_"))
+    }
+    environment["AWS_EC2_METADATA_DISABLED"] = "true"
+    context = [argument for override in overrides for argument in ("-c", override)]
+    process = subprocess.run(
+        ["npx", "cdk", "synth", "--quiet", "--no-notices", "--output", str(outdir), *context],
+        cwd=ROOT,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=SYNTH_TIMEOUT_SECONDS,
+        check=False,
+    )
+    if process.returncode != 0:
+        raise RuntimeError(f"cdk synth failed:\n{process.stdout}{process.stderr}")
+    return outdir
+
+
+def deploy_all(run: RehearsalRun, label: str, assembly: Path) -> Deploy:
+    stacks = read_assembly(assembly)
+    results = [run.rehearsal.deploy(stack) for stack in stacks]
+    for stack, result in zip(stacks, results, strict=True):
+        if not result.skipped:
+            handled = {key: "not run: " + why for key, why in result.custom_skipped.items()}
+            run.gaps.add_template(stack.name, stack.template, handled)
+    deploy = Deploy(label, assembly, results, endpoint_chain(run))
+    run.deploys.append(deploy)
+    return deploy
+
+
+@contextmanager
+def rehearsed(workdir: Path) -> Iterator[RehearsalRun]:
+    """Runs the three deploys and their checks; the emulator stays up inside the block."""
+    with start_moto_server() as moto:
+        run = RehearsalRun(Rehearsal(moto.url, REGION))
+        try:
+            first = deploy_all(run, "cdk deploy --all (new account)", synth(workdir / "first"))
+            check_first_deploy(run, first)
+            again = deploy_all(run, "cdk deploy --all (unchanged tree)", synth(workdir / "again"))
+            check_unchanged(run, again)
+            retrain = deploy_all(
+                run,
+                f"cdk deploy --all -c {' -c '.join(RETRAIN)}",
+                synth(workdir / "retrain", RETRAIN),
+            )
+            check_retrain(run, retrain)
+            yield run
+        finally:
+            run.rehearsal.close()
+
+
+# -- what a user would look at ------------------------------------------------------------------
+
+
+def endpoint_chain(run: RehearsalRun) -> dict[str, str]:
+    """The endpoint, its config and model, as SageMaker describes them."""
+    sagemaker = run.rehearsal.client("sagemaker")
+    # moto names the endpoint itself (it ignores EndpointName): find it through the stack.
+    name = physical_id(run, "serving", "AWS::SageMaker::Endpoint").rsplit("/", 1)[-1]
+    endpoint = sagemaker.describe_endpoint(EndpointName=name)
+    config = sagemaker.describe_endpoint_config(EndpointConfigName=endpoint["EndpointConfigName"])
+    model_name = config["ProductionVariants"][0]["ModelName"]
+    model = sagemaker.describe_model(ModelName=model_name)
+    return {
+        "endpoint": name,
+        "config": endpoint["EndpointConfigName"],
+        "model": model_name,
+        "model_data_url": model["PrimaryContainer"]["ModelDataUrl"],
+    }
+
+
+def stack_name(run: RehearsalRun, suffix: str) -> str:
+    return next(name for name in run.rehearsal.stacks if name.endswith(f"-{suffix}"))
+
+
+def physical_id(run: RehearsalRun, suffix: str, resource_type: str) -> str:
+    cfn = run.rehearsal.client("cloudformation")
+    resources = cfn.list_stack_resources(StackName=stack_name(run, suffix))
+    (found,) = (
+        r["PhysicalResourceId"]
+        for r in resources["StackResourceSummaries"]
+        if r["ResourceType"] == resource_type
+    )
+    return found
+
+
+def outputs(run: RehearsalRun, suffix: str) -> dict[str, str]:
+    return next(
+        state.outputs for name, state in run.rehearsal.stacks.items() if name.endswith(f"-{suffix}")
+    )
+
+
+def training_jobs(run: RehearsalRun) -> list[dict[str, Any]]:
+    sagemaker = run.rehearsal.client("sagemaker")
+    summaries = sagemaker.list_training_jobs()["TrainingJobSummaries"]
+    return [
+        sagemaker.describe_training_job(TrainingJobName=s["TrainingJobName"]) for s in summaries
+    ]
+
+
+def check_first_deploy(run: RehearsalRun, deploy: Deploy) -> None:
+    cfn = run.rehearsal.client("cloudformation")
+    statuses = {
+        result.name: cfn.describe_stacks(StackName=result.name)["Stacks"][0]["StackStatus"]
+        for result in deploy.results
+    }
+    run.check(
+        "all six stacks deployed",
+        len(statuses) == 6
+        and all(status.endswith("_COMPLETE") for status in statuses.values())
+        and not any("ROLLBACK" in status for status in statuses.values()),
+        ", ".join(f"{name} {status}" for name, status in statuses.items()),
+    )
+    s3 = run.rehearsal.client("s3")
+    data = outputs(run, "storage")["DataBucketName"]
+    uploaded = sorted(item["Key"] for item in s3.list_objects_v2(Bucket=data).get("Contents", []))
+    run.check(
+        "dataset uploaded by CDK's handler",
+        {"training/train.csv", "validation/validation.csv"} <= set(uploaded),
+        f"s3://{data}: {', '.join(uploaded) or 'empty'}",
+    )
+    jobs = training_jobs(run)
+    chain = deploy.endpoint
+    run.check(
+        "the endpoint serves the trained model",
+        len(jobs) == 1
+        and chain["model_data_url"]
+        == jobs[0]["ModelArtifacts"]["S3ModelArtifacts"]
+        == outputs(run, "training")["ModelDataUrl"],
+        f"job {jobs[0]['TrainingJobName'] if jobs else None}; endpoint model {chain['model']} "
+        f"reads {chain['model_data_url']}",
+    )
+    client = outputs(run, "client")
+    notification = s3.get_bucket_notification_configuration(Bucket=client["InputBucketName"])
+    targets = {c["LambdaFunctionArn"] for c in notification.get("LambdaFunctionConfigurations", [])}
+    run.check(
+        "uploads to the input bucket fire the client Lambda",
+        len(targets) == 1 and next(iter(targets)).endswith(":function:custom-sm-client"),
+        f"{len(notification.get('LambdaFunctionConfigurations', []))} suffix rules -> "
+        f"{', '.join(sorted(targets))}",
+    )
+
+
+def check_unchanged(run: RehearsalRun, deploy: Deploy) -> None:
+    changed = [result.name for result in deploy.results if not result.skipped]
+    run.check(
+        "a second deploy of the unchanged tree changes nothing",
+        not changed and len(training_jobs(run)) == 1,
+        "every stack skipped" if not changed else f"deployed again: {', '.join(changed)}",
+    )
+
+
+def check_retrain(run: RehearsalRun, deploy: Deploy) -> None:
+    old_chain = run.deploys[run.deploys.index(deploy) - 1].endpoint
+    deployed = [result.name for result in deploy.results if not result.skipped]
+    run.check(
+        "a retrain deploys the training and serving stacks only",
+        sorted(deployed)
+        == sorted(r.name for r in deploy.results if r.name.endswith(("-training", "-serving"))),
+        f"deployed: {', '.join(deployed)}",
+    )
+    jobs = training_jobs(run)
+    newest = max(jobs, key=lambda job: job["CreationTime"])
+    run.check(
+        "a retrain starts a new training job",
+        len(jobs) == 2 and outputs(run, "training")["TrainingJobName"] == newest["TrainingJobName"],
+        f"{len(jobs)} jobs; the stack's job is {outputs(run, 'training')['TrainingJobName']}",
+    )
+    chain = deploy.endpoint
+    serving = deploy.result("serving")
+    run.check(
+        "the endpoint gets a new model and endpoint config with the new model",
+        chain["model"] != old_chain["model"]
+        and chain["config"] != old_chain["config"]
+        and chain["model_data_url"] == newest["ModelArtifacts"]["S3ModelArtifacts"]
+        and {"Model", "EndpointConfig"} <= set(serving.replaced),
+        f"model {old_chain['model']} -> {chain['model']}, config {old_chain['config']} -> "
+        f"{chain['config']}, now reading {chain['model_data_url']}",
+    )

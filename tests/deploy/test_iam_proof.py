@@ -1,0 +1,440 @@
+"""IAM proven, not inferred: every AWS call made with one of the app's roles, checked against
+that role's synthesized policies as deployed by the rehearsal.
+
+The calls are recorded from running the real code (the deployed assets, with the deployed
+environment): the training-job handler and CDK's handlers while the rehearsal deploys, and the
+client Lambda on files dropped into the deployed input bucket. The calls AWS services make
+with our roles are listed from the deployed resources: Lambda writing each function's logs,
+CDK's provider framework invoking its handlers, SageMaker training and hosting. Each becomes
+the IAM requests AWS authorizes (`local.aws_calls`), evaluated by `local.iam_policy`.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib.util
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from botocore.stub import Stubber
+
+from benchmarks.client_memory import generate_file
+from local.aws_calls import AwsCall, Place, iam_requests, recording
+from local.credentials import FAKE_CREDENTIALS
+from local.iam_policy import NamedPolicy, Request, evaluate
+from local.model_server import start_model_server
+from local.rehearsal.deployer import ACCOUNT
+from local.rehearsal.inventory import DeployedFunction, functions, role_policies
+from local.rehearsal.scenario import REGION, RehearsalRun, endpoint_chain, outputs, training_jobs
+from local.runtime_adapter import start_runtime_adapter
+from local.s3_event import object_created_record
+
+ROOT = Path(__file__).resolve().parents[2]
+PLACE = Place(ACCOUNT, REGION)
+INFERENCE_CSV = (ROOT / "data" / "inference" / "inference.csv").read_text()
+PART_BYTES = 5 * 1024 * 1024
+# The code whose AWS calls must all be exercised here.
+CALL_SITES = {
+    "client Lambda": [*sorted((ROOT / "lambda_fn").glob("*.py"))],
+    "training-job handler": [ROOT / "constructs_lib" / "training_job" / "handler" / "index.py"],
+}
+
+
+@dataclass(frozen=True)
+class Checked:
+    """One IAM request, who makes it, and why."""
+
+    who: str
+    role_arn: str
+    request: Request
+    source: str
+
+
+# -- the calls --------------------------------------------------------------------------------
+
+
+def stack_named(run: RehearsalRun, suffix: str) -> str:
+    return next(name for name in run.rehearsal.stacks if name.endswith(f"-{suffix}"))
+
+
+def function(run: RehearsalRun, handler: str) -> DeployedFunction:
+    (found,) = (f for f in functions(run.rehearsal) if f.handler == handler)
+    return found
+
+
+@pytest.fixture(scope="module")
+def policies(rehearsal: RehearsalRun) -> dict[str, list[NamedPolicy]]:
+    return role_policies(rehearsal.rehearsal)
+
+
+@pytest.fixture(scope="module")
+def client_runs(
+    rehearsal: RehearsalRun, trained_model_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[list[dict[str, Any]]]:
+    """The deployed client Lambda on five files, covering every path that calls AWS: results
+    written whole and in parts, an error report that replaces a result and one that replaces
+    a multipart upload (aborted), and a result that replaces an error report.
+    """
+    run = rehearsal.rehearsal
+    client = function(rehearsal, "lambda_function.lambda_handler")
+    endpoint = run.scope(client.stack).resolve(client.variables["MODEL_ENDPOINT"])
+    input_bucket = outputs(rehearsal, "storage")["InputBucketName"]
+    s3 = run.client("s3")
+    # The template versions the input bucket; moto ignores VersioningConfiguration (the
+    # rehearsal's report says so), so S3's events would carry no version id without this.
+    s3.put_bucket_versioning(Bucket=input_bucket, VersioningConfiguration={"Status": "Enabled"})
+    big = tmp_path_factory.mktemp("client") / "big.jsonl"
+    generate_file(big, 25, "jsonl")
+    files = [
+        ("runs/day1.csv", INFERENCE_CSV.encode(), "predictions"),
+        ("runs/day2.csv", INFERENCE_CSV.replace("0.", "x.", 1).encode(), "error_report"),
+        ("runs/day2.csv", INFERENCE_CSV.encode(), "predictions"),
+        ("runs/big.jsonl", big.read_bytes(), "predictions"),
+        ("runs/big.jsonl", big.read_bytes() + b'[1.0, "x"]\n', "error_report"),
+    ]
+    results = []
+    with (
+        start_model_server(trained_model_dir.parent, workers=2) as model_server,
+        start_runtime_adapter(endpoint, model_server.url) as adapter,
+    ):
+        for key, body, expected in files:
+            put = s3.put_object(Bucket=input_bucket, Key=key, Body=body)
+            event = {
+                "Records": [
+                    object_created_record(
+                        input_bucket,
+                        key,
+                        len(body),
+                        etag=put["ETag"],
+                        version_id=put["VersionId"],
+                        region=REGION,
+                    )
+                ]
+            }
+            result = run.handlers.run(
+                run.scope(client.stack),
+                client.logical_id,
+                event,
+                {
+                    "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME": adapter.url,
+                    "OUTPUT_PART_BYTES": str(PART_BYTES),
+                },
+            )
+            (outcome,) = result["objects"]
+            assert outcome["outcome"] == expected, (key, outcome)
+            results.append(outcome)
+    yield results
+
+
+@pytest.fixture(scope="module")
+def stopped_job_calls(rehearsal: RehearsalRun) -> list[AwsCall]:
+    """The handler's Delete of a job that still runs, the one path moto cannot reach (its jobs
+    complete at once): SageMaker is stubbed with botocore's Stubber, which checks each request
+    against the API model, and the calls are recorded as in the rehearsal.
+    """
+    path = ROOT / "constructs_lib" / "training_job" / "handler" / "index.py"
+    spec = importlib.util.spec_from_file_location("handler_for_iam", path)
+    assert spec and spec.loader
+    handler = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(handler)
+    session = boto3.Session(
+        aws_access_key_id=FAKE_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=FAKE_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+        region_name=REGION,
+    )
+    job = training_jobs(rehearsal)[0]
+    name = job["TrainingJobName"]
+    running = {
+        key: job[key]
+        for key in (
+            "TrainingJobName",
+            "TrainingJobArn",
+            "ModelArtifacts",
+            "AlgorithmSpecification",
+            "ResourceConfig",
+            "StoppingCondition",
+        )
+    }
+    running.update(
+        TrainingJobStatus="InProgress",
+        SecondaryStatus="Training",
+        CreationTime=datetime.now(UTC),
+    )
+    with recording(session) as calls:
+        sagemaker = session.client("sagemaker")  # after recording starts: clients copy hooks
+        stubber = Stubber(sagemaker)
+        stubber.activate()
+        stubber.add_response("describe_training_job", running, {"TrainingJobName": name})
+        stubber.add_response("stop_training_job", {}, {"TrainingJobName": name})
+        event = {"RequestType": "Delete", "PhysicalResourceId": name, "ResourceProperties": {}}
+        handler.handle_event(event, sagemaker)
+        stubber.assert_no_pending_responses()
+    return calls
+
+
+def recorded(rehearsal: RehearsalRun, client_runs, stopped_job_calls) -> list[Checked]:
+    """Calls our code and CDK's handlers made, each with the role of its function."""
+    del client_runs  # the client's runs are among the handler invocations once it has run
+    checked = []
+    for invocation in rehearsal.rehearsal.handlers.invocations:
+        for call in invocation.calls:
+            for request in iam_requests(call, PLACE):
+                checked.append(
+                    Checked(invocation.function, invocation.role_arn, request, call.operation)
+                )
+    handler_role = function(rehearsal, "index.on_event").role_arn
+    for call in stopped_job_calls:
+        for request in iam_requests(call, PLACE):
+            checked.append(Checked("training-job handler", handler_role, request, call.operation))
+    return checked
+
+
+def log_stream(group: str, stream: str) -> str:
+    return PLACE.arn("logs", f"log-group:{group}:log-stream:{stream}")
+
+
+def service_side(rehearsal: RehearsalRun) -> list[Checked]:
+    """The calls AWS services make with our roles, listed from the deployed resources."""
+    run = rehearsal.rehearsal
+    checked = []
+    deployed = functions(run)
+    for fn in deployed:
+        stream = log_stream(fn.log_group, "2026/11/30/[$LATEST]0123456789abcdef")
+        for action in ("logs:CreateLogStream", "logs:PutLogEvents"):
+            checked.append(Checked(fn.name, fn.role_arn, Request(action, stream), "its own logs"))
+        if fn.handler.startswith("framework."):
+            resolve = run.scope(fn.stack).resolve
+            for variable in ("USER_ON_EVENT_FUNCTION_ARN", "USER_IS_COMPLETE_FUNCTION_ARN"):
+                target = resolve(fn.variables[variable])
+                for action in ("lambda:InvokeFunction", "lambda:GetFunction"):
+                    checked.append(
+                        Checked(fn.name, fn.role_arn, Request(action, target), "provider")
+                    )
+            if "WAITER_STATE_MACHINE_ARN" in fn.variables:
+                waiter = resolve(fn.variables["WAITER_STATE_MACHINE_ARN"])
+                checked.append(
+                    Checked(
+                        fn.name, fn.role_arn, Request("states:StartExecution", waiter), "waiter"
+                    )
+                )
+    checked.extend(training_calls(rehearsal))
+    checked.extend(hosting_calls(rehearsal))
+    return checked
+
+
+def image_requests(image: str) -> list[Request]:
+    _registry, _, repository = image.partition("/")
+    repository = repository.split(":")[0]
+    repository_arn = PLACE.arn("ecr", f"repository/{repository}")
+    return [
+        Request("ecr:GetAuthorizationToken", "*"),
+        *(
+            Request(action, repository_arn)
+            for action in (
+                "ecr:BatchCheckLayerAvailability",
+                "ecr:GetDownloadUrlForLayer",
+                "ecr:BatchGetImage",
+            )
+        ),
+    ]
+
+
+def sagemaker_logs(group: str, stream: str, namespace: str) -> list[Request]:
+    return [
+        Request("logs:CreateLogGroup", PLACE.arn("logs", f"log-group:{group}")),
+        Request("logs:CreateLogStream", log_stream(group, stream)),
+        Request("logs:PutLogEvents", log_stream(group, stream)),
+        Request("cloudwatch:PutMetricData", "*", {"cloudwatch:namespace": namespace}),
+    ]
+
+
+def training_calls(rehearsal: RehearsalRun) -> list[Checked]:
+    """What SageMaker does with the execution role for each training job: list and read the
+    channels, pull the image, write the model, logs and metrics."""
+    s3 = rehearsal.rehearsal.client("s3")
+    checked = []
+    for job in training_jobs(rehearsal):
+        requests = []
+        for channel in job["InputDataConfig"]:
+            bucket, _, prefix = channel["DataSource"]["S3DataSource"]["S3Uri"][5:].partition("/")
+            requests.append(
+                Request("s3:ListBucket", f"arn:aws:s3:::{bucket}", {"s3:prefix": prefix})
+            )
+            listing = s3.list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", [])
+            assert listing, f"channel {channel['ChannelName']} has no data"
+            requests.extend(
+                Request("s3:GetObject", f"arn:aws:s3:::{bucket}/{item['Key']}") for item in listing
+            )
+        model = job["ModelArtifacts"]["S3ModelArtifacts"].removeprefix("s3://")
+        requests.append(Request("s3:PutObject", f"arn:aws:s3:::{model}"))
+        requests.extend(image_requests(job["AlgorithmSpecification"]["TrainingImage"]))
+        requests.extend(
+            sagemaker_logs(
+                "/aws/sagemaker/TrainingJobs",
+                f"{job['TrainingJobName']}/algo-1-1764500000",
+                "/aws/sagemaker/TrainingJobs",
+            )
+        )
+        checked.extend(
+            Checked("SageMaker training", job["RoleArn"], request, job["TrainingJobName"])
+            for request in requests
+        )
+    return checked
+
+
+def hosting_calls(rehearsal: RehearsalRun) -> list[Checked]:
+    """What SageMaker does with the execution role for the endpoint: read the model, pull the
+    image, write the endpoint's logs and metrics."""
+    sagemaker = rehearsal.rehearsal.client("sagemaker")
+    model = sagemaker.describe_model(ModelName=endpoint_chain(rehearsal)["model"])
+    container = model["PrimaryContainer"]
+    # moto ignores EndpointName; the name the app gives it is in the serving stack's outputs.
+    endpoint = outputs(rehearsal, "serving")["EndpointName"]
+    requests = [
+        Request("s3:GetObject", f"arn:aws:s3:::{container['ModelDataUrl'].removeprefix('s3://')}"),
+        *image_requests(container["Image"]),
+        *sagemaker_logs(
+            f"/aws/sagemaker/Endpoints/{endpoint}",
+            "AllTraffic/i-0123456789abcdef0",
+            "/aws/sagemaker/Endpoints",
+        ),
+    ]
+    return [
+        Checked("SageMaker hosting", model["ExecutionRoleArn"], request, endpoint)
+        for request in requests
+    ]
+
+
+@pytest.fixture(scope="module")
+def all_calls(rehearsal, client_runs, stopped_job_calls) -> list[Checked]:
+    return [*recorded(rehearsal, client_runs, stopped_job_calls), *service_side(rehearsal)]
+
+
+# -- the proof --------------------------------------------------------------------------------
+
+
+def test_every_call_is_allowed_by_the_role_that_makes_it(all_calls, policies):
+    denied = []
+    for call in all_calls:
+        assert call.role_arn in policies, f"{call.who} runs as {call.role_arn}, not an app role"
+        decision = evaluate(policies[call.role_arn], call.request)
+        if not decision.allowed:
+            denied.append(f"{call.who} ({call.source}): {decision.reason}")
+    assert not denied, "\n".join(denied)
+    assert len(all_calls) > 100
+
+
+def test_every_role_of_the_app_makes_a_checked_call(all_calls, policies):
+    """A role nobody exercises here could hold anything: each one must be covered."""
+    exercised = {call.role_arn for call in all_calls}
+    state_machine_roles = {
+        arn for arn in policies if "waiterstatemachineRole" in arn.replace("-", "")
+    }
+    assert set(policies) - exercised - state_machine_roles == set()
+
+
+# What our code names its boto3 clients (`self._s3`, `client`, `self._runtime`, ...).
+CLIENT_NAME = re.compile(r"s3|client|runtime|sagemaker", re.IGNORECASE)
+
+
+def call_sites(paths: list[Path]) -> set[str]:
+    """Every boto3 client method our code calls, as API operation names."""
+    mapping = {}
+    for service in ("s3", "sagemaker", "sagemaker-runtime"):
+        client = boto3.client(service, region_name=REGION, **_fake_keys())
+        mapping.update(client.meta.method_to_api_mapping)
+    found = set()
+    for path in paths:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and node.func.attr in mapping
+                and CLIENT_NAME.search(ast.unparse(node.func.value))
+            ):
+                found.add(mapping[node.func.attr])
+    return found
+
+
+def _fake_keys() -> dict[str, str]:
+    return {
+        "aws_access_key_id": FAKE_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+        "aws_secret_access_key": FAKE_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+    }
+
+
+@pytest.mark.parametrize("who", CALL_SITES)
+def test_every_aws_call_in_our_code_was_made_and_checked(who, rehearsal, all_calls):
+    sites = call_sites(CALL_SITES[who])
+    assert sites, f"no AWS call found in {who}"
+    checked = {call.source for call in all_calls}
+    assert sites - checked == set(), f"{who} calls these, but nothing here made them"
+
+
+DENIED = [
+    ("client", "s3:PutObject", "input", "runs/new.csv", "write into its own input"),
+    ("client", "s3:GetObject", "data", "training/train.csv", "read the training data"),
+    (
+        "client",
+        "sagemaker:InvokeEndpoint",
+        None,
+        "endpoint/another-endpoint",
+        "call another endpoint",
+    ),
+    (
+        "handler",
+        "sagemaker:CreateTrainingJob",
+        None,
+        "training-job/another-app-1",
+        "start another app's job",
+    ),
+    ("sagemaker", "s3:PutObject", "data", "training/train.csv", "overwrite the training data"),
+    ("sagemaker", "s3:GetObject", "input", "runs/day1.csv", "read files sent for scoring"),
+    ("framework", "lambda:InvokeFunction", None, "function:custom-sm-client", "invoke the client"),
+]
+
+
+@pytest.mark.parametrize(
+    ("who", "action", "bucket", "resource", "why"), DENIED, ids=[d[4] for d in DENIED]
+)
+def test_negative_controls_are_denied(rehearsal, policies, who, action, bucket, resource, why):
+    roles = {
+        "client": function(rehearsal, "lambda_function.lambda_handler").role_arn,
+        "handler": function(rehearsal, "index.on_event").role_arn,
+        "framework": function(rehearsal, "framework.onEvent").role_arn,
+        "sagemaker": training_jobs(rehearsal)[0]["RoleArn"],
+    }
+    buckets = {
+        "input": outputs(rehearsal, "storage")["InputBucketName"],
+        "data": outputs(rehearsal, "storage")["DataBucketName"],
+    }
+    if bucket:
+        arn = f"arn:aws:s3:::{buckets[bucket]}/{resource}"
+    elif action.startswith("lambda:"):
+        arn = PLACE.arn("lambda", resource)
+    else:
+        arn = PLACE.arn("sagemaker", resource)
+    decision = evaluate(policies[roles[who]], Request(action, arn))
+    assert not decision.allowed, f"the {who} role may {why}: {decision.reason}"
+
+
+def test_the_training_role_passes_only_to_sagemaker(rehearsal, policies):
+    handler_role = function(rehearsal, "index.on_event").role_arn
+    sagemaker_role = training_jobs(rehearsal)[0]["RoleArn"]
+    to = {"iam:PassedToService": "lambda.amazonaws.com"}
+    decision = evaluate(policies[handler_role], Request("iam:PassRole", sagemaker_role, to))
+    assert not decision.allowed, decision.reason
+
+
+def test_cdks_handlers_calls_were_recorded_too(rehearsal, all_calls):
+    """CDK's dataset upload (through the AWS CLI) and notification handlers run with roles of
+    ours: their calls must have been recorded and checked like our own code's."""
+    by_function = {call.who for call in all_calls if call.source != "its own logs"}
+    for prefix in ("CustomCDKBucketDeployment", "BucketNotificationsHandler"):
+        assert any(who.startswith(prefix) for who in by_function), prefix
