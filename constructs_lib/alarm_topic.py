@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from aws_cdk import Aws, Duration, RemovalPolicy
+from aws_cdk import Aws
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as cloudwatch_actions
 from aws_cdk import aws_iam as iam
-from aws_cdk import aws_kms as kms
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sns_subscriptions as subscriptions
 from constructs import Construct
+
+from constructs_lib.keys import stack_key
 
 CLOUDWATCH = iam.ServicePrincipal("cloudwatch.amazonaws.com")
 
@@ -43,14 +44,7 @@ class AlarmTopic(Construct):
                 )
             },
         }
-        key = kms.Key(
-            self,
-            "Key",
-            enable_key_rotation=True,
-            description="Encrypts the alarm notifications of this app.",
-            removal_policy=RemovalPolicy.DESTROY,
-            pending_window=Duration.days(7),
-        )
+        key = stack_key(self, "Key", description="Encrypts the alarm notifications of this app.")
         key.add_to_resource_policy(
             iam.PolicyStatement(
                 principals=[CLOUDWATCH],

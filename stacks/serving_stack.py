@@ -8,12 +8,12 @@ from aws_cdk import CfnOutput, Duration, RemovalPolicy, Stack
 from aws_cdk import aws_applicationautoscaling as autoscaling
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_iam as iam
-from aws_cdk import aws_kms as kms
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_sagemaker as sagemaker
 from constructs import Construct
 
 from constructs_lib.alarm_topic import AlarmTopic, notify
+from constructs_lib.keys import stack_key
 from constructs_lib.s3_location import S3Location
 from stacks.config import ServingConfig
 
@@ -148,14 +148,11 @@ class ServingStack(Stack):
         """
         if has_instance_storage(instance_type):
             return None
-        return kms.Key(
+        # Only the endpoint's ephemeral volumes use it.
+        return stack_key(
             self,
             "EndpointVolumeKey",
-            enable_key_rotation=True,
             description="Encrypts the endpoint instances' storage volumes.",
-            # Only the endpoint's ephemeral volumes use it: delete it with the stack.
-            removal_policy=RemovalPolicy.DESTROY,
-            pending_window=Duration.days(7),
         ).key_arn
 
     def _data_capture(

@@ -10,10 +10,12 @@ id reaching every resource that refers to it. moto then creates, updates and del
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import zipfile
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -45,6 +47,8 @@ ACCOUNT = "123456789012"
 BOOTSTRAP_QUALIFIER = "hnb659fds"
 BOOTSTRAP_VERSION = 30
 PLACEHOLDER_TYPE = "AWS::CloudFormation::WaitConditionHandle"
+# A digest of each resource's inputs, in its Metadata: moto updates a resource only when its
+# JSON changes, and a replaced resource must reach the resources that refer to it.
 INPUTS_MARKER = "Rehearsal::Inputs"
 CAPABILITIES = ["CAPABILITY_IAM", "CAPABILITY_NAMED_IAM", "CAPABILITY_AUTO_EXPAND"]
 
@@ -71,7 +75,7 @@ class StackState:
     outputs: dict[str, str] = field(default_factory=dict)
     # Resolves the deployed template's values (for IAM policies and handler properties).
     resolver: Resolver | None = None
-    asset_paths: dict[str, Any] = field(default_factory=dict)
+    asset_paths: dict[str, Path] = field(default_factory=dict)
 
 
 @dataclass
@@ -86,10 +90,6 @@ class StackResult:
     removed: list[str] = field(default_factory=list)
     custom_calls: list[str] = field(default_factory=list)
     custom_skipped: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def changed(self) -> bool:
-        return bool(self.added or self.modified or self.removed or self.custom_calls)
 
 
 class Rehearsal:
@@ -317,7 +317,8 @@ class _StackDeployment:
                     generation += 1
             self.state.inputs[logical_id] = inputs
             self.state.generations[logical_id] = generation
-            metadata = {**resolved.get("Metadata", {}), INPUTS_MARKER: inputs}
+            marker = hashlib.sha256(inputs.encode()).hexdigest()[:16]
+            metadata = {**resolved.get("Metadata", {}), INPUTS_MARKER: marker}
             body[logical_id] = {**resolved, "Metadata": metadata}
         for logical_id in self.previous.inputs:
             if logical_id not in self.resources:
