@@ -33,8 +33,8 @@ synth: setup
 demo: setup
 	$(PY) -m local.demo
 
-# `cdk deploy --all` into moto, three times (new account, unchanged tree, retrain), checked;
-# prints what the emulator skipped. `make test` runs it too (tests/deploy).
+# `cdk deploy --all` into moto (new account, unchanged tree, retrain) and `cdk destroy --all`
+# (retain, destroy), checked; prints what the emulator skipped. `make test` runs it too.
 rehearse: setup
 	$(PY) -m local.rehearsal
 

@@ -1,4 +1,4 @@
-"""`make rehearse`: deploy the app into moto as `cdk deploy --all` would, three times, and check.
+"""`make rehearse`: deploy and destroy the app in moto as `cdk deploy/destroy --all`, and check.
 
 python -m local.rehearsal [--workdir DIR]
 """
@@ -11,7 +11,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from local.rehearsal.scenario import rehearsed
+from local.rehearsal.scenario import rehearsed, rehearsed_teardown
 
 
 def main() -> int:
@@ -25,8 +25,12 @@ def main() -> int:
         tempfile.TemporaryDirectory(prefix="rehearsal-") as scratch,
         rehearsed(args.workdir or Path(scratch)) as run,
     ):
-        print(run.report())
-        passed = run.passed
+        print(run.report(gaps=False))
+        with rehearsed_teardown(args.workdir or Path(scratch), run.deploys[0].assembly) as down:
+            print(down.report(gaps=False))
+        run.gaps.merge(down.gaps)
+        print("\n".join(run.gaps.lines()))
+        passed = run.passed and down.passed
     print(f"rehearsal {'passed' if passed else 'FAILED'} in {time.monotonic() - started:.0f} s")
     return 0 if passed else 1
 

@@ -6,11 +6,12 @@ function's own environment, against the emulator:
 
 - a CDK Provider framework resource (the training job): the provider's on-event handler, then
   its is-complete handler until it says complete, as the framework's state machine would;
-- a Python function that answers CloudFormation itself (CDK's dataset upload and S3
-  notification handlers): the handler gets a ResponseURL served here, as CloudFormation's
-  pre-signed S3 URL would be;
-- a Node.js handler (CDK's bucket emptier) is not run: no AWS SDK for JavaScript is installed
-  here. It is reported as skipped, never as passed.
+- a function that answers CloudFormation itself (CDK's dataset upload and S3 notification
+  handlers in Python, its bucket emptier in Node.js): the handler gets a ResponseURL served
+  here, as CloudFormation's pre-signed S3 URL would be.
+
+The AWS calls of Python handlers (and of the AWS CLI they run) are recorded for the IAM
+proof; those of Node.js handlers are not.
 """
 
 from __future__ import annotations
@@ -35,6 +36,9 @@ from local.credentials import FAKE_CREDENTIALS
 ROOT = Path(__file__).resolve().parents[2]
 # Lambda layers are mounted under /opt; the AWS CLI layer's program becomes the recording CLI.
 LAYER_PROGRAMS = {"/opt/awscli/aws": f"{sys.executable} -m local.rehearsal.aws_cli"}
+# Node.js handlers (CDK's bucket emptier) run on the pinned Node, with the pinned AWS SDK.
+NODE_RUNNER = Path(__file__).with_name("lambda_runner.cjs")
+NODE = str(ROOT / "node_modules" / ".bin" / "node")
 IS_COMPLETE_ATTEMPTS = 20
 IS_COMPLETE_PAUSE_SECONDS = 0.2
 HANDLER_TIMEOUT_SECONDS = 120
@@ -91,7 +95,8 @@ class ResponseCatcher:
                 return
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        self.port = self._server.server_address[1]
+        self.url = f"http://127.0.0.1:{self.port}"
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
 
     def close(self) -> None:
@@ -119,11 +124,11 @@ class HandlerRunner:
             and "USER_ON_EVENT_FUNCTION_ARN" in variables
         ):
             return self._provider(scope, event, variables)
-        if not function["Runtime"].startswith("python"):
+        if not function["Runtime"].startswith(("python", "nodejs")):
             return Outcome(
                 event.get("PhysicalResourceId", logical_id),
                 {},
-                skipped=f"{function['Runtime']} handler not run (no AWS SDK for JavaScript here)",
+                skipped=f"{function['Runtime']} handler not run (no such runtime here)",
             )
         return self._direct(scope, function_id, event)
 
@@ -190,9 +195,14 @@ class HandlerRunner:
                 CALLS_FILE_VARIABLE: str(calls_file),
                 **(environment or {}),
             }
-            maps = [f"--map={path}={program}" for path, program in LAYER_PROGRAMS.items()]
-            process = subprocess.run(
-                [
+            if function["Runtime"].startswith("nodejs"):
+                command = [NODE, str(NODE_RUNNER), str(code_dir), function["Handler"]]
+                command.append(str(result_file))
+                process_environment["NODE_PATH"] = str(ROOT / "node_modules")
+                process_environment["REHEARSAL_RESPONSE_PORT"] = str(self.catcher.port)
+            else:
+                maps = [f"--map={path}={program}" for path, program in LAYER_PROGRAMS.items()]
+                command = [
                     sys.executable,
                     "-m",
                     "local.rehearsal.lambda_runner",
@@ -200,7 +210,9 @@ class HandlerRunner:
                     function["Handler"],
                     f"--result={result_file}",
                     *maps,
-                ],
+                ]
+            process = subprocess.run(
+                command,
                 input=json.dumps(event),
                 capture_output=True,
                 text=True,

@@ -21,7 +21,7 @@ from typing import Any
 import boto3
 
 from local.credentials import FAKE_CREDENTIALS
-from local.rehearsal.assembly import StackArtifact
+from local.rehearsal.assembly import FileAsset, StackArtifact
 from local.rehearsal.custom_resources import (
     HandlerRunner,
     Outcome,
@@ -153,23 +153,27 @@ class Rehearsal:
 
     def publish(self, stack: StackArtifact) -> None:
         """Uploads the stack's file assets and pushes a manifest for each image asset (the
-        images themselves are not built: there is no Docker engine here)."""
+        images themselves are not built: there is no Docker engine here). As the CLI does, an
+        asset already published is left as it is.
+        """
         s3 = self.client("s3")
         for asset in stack.files:
-            if asset.packaging == "zip":
-                buffer = io.BytesIO()
-                with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-                    for path in sorted(asset.source.rglob("*")):
-                        if path.is_file():
-                            archive.write(path, path.relative_to(asset.source))
-                body = buffer.getvalue()
-            else:
-                body = asset.source.read_bytes()
-            s3.put_object(Bucket=self.placeholders(asset.bucket), Key=asset.key, Body=body)
+            bucket = self.placeholders(asset.bucket)
+            if s3.list_objects_v2(Bucket=bucket, Prefix=asset.key).get("KeyCount"):
+                continue
+            s3.put_object(Bucket=bucket, Key=asset.key, Body=_asset_bytes(asset))
         ecr = self.client("ecr")
         for image in stack.images:
+            repository = self.placeholders(image.repository)
+            tags = {
+                tag
+                for found in ecr.describe_images(repositoryName=repository)["imageDetails"]
+                for tag in found.get("imageTags", [])
+            }
+            if image.tag in tags:
+                continue
             ecr.put_image(
-                repositoryName=self.placeholders(image.repository),
+                repositoryName=repository,
                 imageTag=image.tag,
                 imageManifest=json.dumps(
                     {
@@ -211,6 +215,29 @@ class Rehearsal:
 
     def all_outputs(self) -> dict[str, dict[str, str]]:
         return {name: state.outputs for name, state in self.stacks.items()}
+
+    def destroy(self, stack: StackArtifact) -> StackResult:
+        """`cdk destroy` of one stack. CloudFormation deletes a resource after everything that
+        refers to it, so each custom resource hears Delete (in reverse order) while what it
+        needs still exists; moto then deletes the rest, honouring DeletionPolicy.
+        """
+        result = StackResult(stack.name)
+        state = self.stacks.get(stack.name)
+        if state is None or state.resolver is None:
+            result.skipped = True
+            return result
+        scope = self.scope(stack.name)
+        for logical_id in reversed(creation_order(state.resolver.resources)):
+            if logical_id in state.custom:
+                custom = state.custom[logical_id]
+                if delete_custom(self.handlers, scope, logical_id, custom):
+                    result.custom_calls.append(f"Delete {logical_id} ({custom.physical_id})")
+                else:
+                    result.custom_skipped[logical_id] = "handler not run"
+        self.client("cloudformation").delete_stack(StackName=stack.name)
+        result.removed = sorted(state.inputs)
+        del self.stacks[stack.name]
+        return result
 
     def scope(self, stack: str) -> StackScope:
         """A deployed stack, as a handler run sees it."""
@@ -319,7 +346,7 @@ class _StackDeployment:
             self.state.generations[logical_id] = generation
             marker = hashlib.sha256(inputs.encode()).hexdigest()[:16]
             metadata = {**resolved.get("Metadata", {}), INPUTS_MARKER: marker}
-            body[logical_id] = {**resolved, "Metadata": metadata}
+            body[logical_id] = self._named({**resolved, "Metadata": metadata}, logical_id)
         for logical_id in self.previous.inputs:
             if logical_id not in self.resources:
                 self._note(self.result.removed, logical_id)
@@ -357,6 +384,17 @@ class _StackDeployment:
                 "StackResourceSummaries"
             ]
         }
+
+    def _named(self, resource: dict[str, Any], logical_id: str) -> dict[str, Any]:
+        """A deployed bucket with its generated name written in: moto's bucket update reads
+        `BucketName` and fails without it (CloudFormation keeps the generated name)."""
+        deployed = self.physical_ids.get(logical_id) or (
+            self.previous.resolver.physical_ids.get(logical_id) if self.previous.resolver else None
+        )
+        properties = resource.get("Properties", {})
+        if resource["Type"] != "AWS::S3::Bucket" or not deployed or "BucketName" in properties:
+            return resource
+        return {**resource, "Properties": {**properties, "BucketName": deployed}}
 
     def _with_generations(self, resource: dict[str, Any]) -> dict[str, Any]:
         """The resource with each reference to another resource tagged with that resource's
@@ -432,18 +470,8 @@ class _StackDeployment:
     def _delete_custom(
         self, logical_id: str, old: CustomState, resources: dict[str, dict[str, Any]]
     ) -> None:
-        scope_resources = {**resources, **self.resources}
-        event = {
-            "RequestType": "Delete",
-            "StackId": self._scope(scope_resources).stack_id,
-            "RequestId": new_request_id(),
-            "LogicalResourceId": logical_id,
-            "ResourceType": scope_resources[logical_id]["Type"],
-            "PhysicalResourceId": old.physical_id,
-            "ResourceProperties": old.properties,
-        }
-        outcome = self.rehearsal.handlers.invoke(self._scope(scope_resources), logical_id, event)
-        if not outcome.skipped:
+        scope = self._scope({**resources, **self.resources})
+        if delete_custom(self.rehearsal.handlers, scope, logical_id, old):
             self.result.custom_calls.append(f"Delete {logical_id} ({old.physical_id})")
 
     # -- reading the deployed stack ----------------------------------------------------------
@@ -464,6 +492,34 @@ class _StackDeployment:
             custom={key: self._custom_values(key) for key in self.state.custom},
             role_arn=lambda name: iam.get_role(RoleName=name)["Role"]["Arn"],
         )
+
+
+def _asset_bytes(asset: FileAsset) -> bytes:
+    """A file asset as the CLI uploads it: the file, or the folder zipped."""
+    if asset.packaging != "zip":
+        return asset.source.read_bytes()
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for path in sorted(asset.source.rglob("*")):
+            if path.is_file():
+                archive.write(path, path.relative_to(asset.source))
+    return buffer.getvalue()
+
+
+def delete_custom(
+    handlers: HandlerRunner, scope: StackScope, logical_id: str, state: CustomState
+) -> bool:
+    """Sends Delete for a custom resource's physical id; False if its handler was not run."""
+    event = {
+        "RequestType": "Delete",
+        "StackId": scope.stack_id,
+        "RequestId": new_request_id(),
+        "LogicalResourceId": logical_id,
+        "ResourceType": scope.resources[logical_id]["Type"],
+        "PhysicalResourceId": state.physical_id,
+        "ResourceProperties": state.properties,
+    }
+    return not handlers.invoke(scope, logical_id, event).skipped
 
 
 def as_strings(value: Any) -> Any:

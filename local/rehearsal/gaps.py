@@ -57,6 +57,15 @@ class Gaps:
                 continue
             self.ignored_properties[kind].update(set(resource.get("Properties", {})) - read)
 
+    def merge(self, other: Gaps) -> None:
+        for kind, names in other.resources.items():
+            self.resources[kind] |= names
+        self.not_emulated |= other.not_emulated
+        for kind, names in other.ignored_properties.items():
+            self.ignored_properties[kind] |= names
+        self.passed_through |= other.passed_through
+        self.custom = {**other.custom, **self.custom}
+
     def lines(self) -> list[str]:
         out = [
             "What the emulator skipped (read from moto's source; the rehearsal proves none of it):"

@@ -1,9 +1,16 @@
-"""The rehearsal: what a user's first deploys do, on moto, checked the way a user would look.
+"""The rehearsal: what a user's deploys and teardowns do, on moto, checked as a user would.
 
+Deploys (`rehearsed`):
 1. `npx cdk synth` of the tree, then `cdk deploy --all` into an empty account and region;
 2. the same again (a second synth of the unchanged tree): every stack must be skipped;
 3. a retrain (`-c config.training.hyperparameters.num_leaves=63`): a new training job must
    start, and the endpoint must get a new model and endpoint config that serve the new model.
+
+Teardowns (`rehearsed_teardown`, in an account of its own):
+4. `cdk destroy --all` with the default `storage.removal_policy` (retain): exactly the five
+   buckets stay, with their objects;
+5. a new `cdk deploy --all`, switched to `destroy` as the README says (only the storage stack
+   changes), objects written, then `cdk destroy --all`: nothing of it stays.
 
 The region is eu-west-1 on purpose: an assembly that names another region fails to deploy.
 """
@@ -27,6 +34,9 @@ from local.rehearsal.gaps import Gaps
 ROOT = Path(__file__).resolve().parents[2]
 REGION = "eu-west-1"
 RETRAIN = ("config.training.hyperparameters.num_leaves=63",)
+DESTROY = ("config.storage.removal_policy=destroy",)
+# What teardown leaves by design of the services (the README says so): job records.
+KEPT_BY_DESIGN = ("training jobs",)
 SYNTH_TIMEOUT_SECONDS = 300
 
 
@@ -65,7 +75,7 @@ class RehearsalRun:
     def check(self, name: str, passed: bool, detail: str) -> None:
         self.checks.append(Check(name, passed, detail))
 
-    def report(self) -> str:
+    def report(self, *, gaps: bool = True) -> str:
         lines: list[str] = []
         for deploy in self.deploys:
             lines.append(f"== {deploy.label}")
@@ -75,13 +85,19 @@ class RehearsalRun:
             f"  {'ok  ' if check.passed else 'FAIL'} {check.name}: {check.detail}"
             for check in self.checks
         )
-        lines.extend(self.gaps.lines())
+        if gaps:
+            lines.extend(self.gaps.lines())
         return "\n".join(lines)
 
 
 def describe(result: StackResult) -> str:
     if result.skipped:
         return f"{result.name}: skipped (template unchanged)"
+    if not (result.added or result.modified) and result.removed:
+        calls = (
+            f"; custom resources: {', '.join(result.custom_calls)}" if result.custom_calls else ""
+        )
+        return f"{result.name}: deleted ({len(result.removed)} resources){calls}"
     parts = [
         f"{len(items)} {what}"
         for what, items in (
@@ -154,6 +170,46 @@ def rehearsed(workdir: Path) -> Iterator[RehearsalRun]:
             yield run
         finally:
             run.rehearsal.close()
+
+
+@contextmanager
+def rehearsed_teardown(workdir: Path, assembly: Path | None = None) -> Iterator[RehearsalRun]:
+    """Deploys and destroys twice in an account of its own, once per removal policy.
+
+    `assembly` is a synthesized default tree to reuse (it is synthesized when None).
+    """
+    with start_moto_server() as moto:
+        run = RehearsalRun(Rehearsal(moto.url, REGION))
+        try:
+            default = assembly or synth(workdir / "teardown-default")
+            deploy_all(run, "cdk deploy --all (new account)", default)
+            retained = {"buckets": set(bucket_names(run))}
+            destroy_all(run, "cdk destroy --all (storage.removal_policy: retain)", default)
+            check_left_behind(run, "retain leaves exactly the five buckets", retained)
+            deploy_all(run, "cdk deploy --all (after the teardown)", default)
+            switched = deploy_all(
+                run,
+                f"cdk deploy --all -c {' -c '.join(DESTROY)}",
+                synth(workdir / "teardown-destroy", DESTROY),
+            )
+            check_switch_to_destroy(run, switched)
+            fill_buckets(run)
+            destroy_all(
+                run, "cdk destroy --all (storage.removal_policy: destroy)", switched.assembly
+            )
+            check_left_behind(run, "destroy leaves nothing of the app", retained)
+            yield run
+        finally:
+            run.rehearsal.close()
+
+
+def destroy_all(run: RehearsalRun, label: str, assembly: Path) -> Deploy:
+    """`cdk destroy --all`: the stacks in reverse dependency order."""
+    stacks = read_assembly(assembly)
+    results = [run.rehearsal.destroy(stack) for stack in reversed(stacks)]
+    deploy = Deploy(label, assembly, results, {})
+    run.deploys.append(deploy)
+    return deploy
 
 
 # -- what a user would look at ------------------------------------------------------------------
@@ -283,4 +339,102 @@ def check_retrain(run: RehearsalRun, deploy: Deploy) -> None:
         and {"Model", "EndpointConfig"} <= set(serving.replaced),
         f"model {old_chain['model']} -> {chain['model']}, config {old_chain['config']} -> "
         f"{chain['config']}, now reading {chain['model_data_url']}",
+    )
+
+
+def bucket_names(run: RehearsalRun) -> list[str]:
+    """The app's five buckets, by the storage stack's outputs."""
+    storage = outputs(run, "storage")
+    return [value for key, value in storage.items() if key.endswith("BucketName")] + [
+        physical
+        for physical in _physical_ids(run, "storage", "AWS::S3::Bucket")
+        if physical not in storage.values()
+    ]
+
+
+def _physical_ids(run: RehearsalRun, suffix: str, resource_type: str) -> list[str]:
+    cfn = run.rehearsal.client("cloudformation")
+    resources = cfn.list_stack_resources(StackName=stack_name(run, suffix))
+    return [
+        r["PhysicalResourceId"]
+        for r in resources["StackResourceSummaries"]
+        if r["ResourceType"] == resource_type
+    ]
+
+
+def fill_buckets(run: RehearsalRun) -> None:
+    """Objects in every bucket, two versions where a bucket keeps versions: emptying them is
+    what `destroy` must do before CloudFormation can delete them."""
+    s3 = run.rehearsal.client("s3")
+    for bucket in bucket_names(run):
+        for body in (b"first", b"second"):
+            s3.put_object(Bucket=bucket, Key="runs/day1.csv", Body=body)
+
+
+def app_resources(run: RehearsalRun) -> dict[str, set[str]]:
+    """Everything of the app that exists in the account, by kind (bootstrap resources aside)."""
+    client = run.rehearsal.client
+    sagemaker = client("sagemaker")
+    keys = client("kms")
+    return {
+        "stacks": {
+            s["StackName"]
+            for s in client("cloudformation").list_stacks()["StackSummaries"]
+            if s["StackStatus"] != "DELETE_COMPLETE"
+        },
+        "buckets": {
+            b["Name"]
+            for b in client("s3").list_buckets()["Buckets"]
+            if not b["Name"].startswith("cdk-")
+        },
+        "functions": {f["FunctionName"] for f in client("lambda").list_functions()["Functions"]},
+        "roles": {r["RoleName"] for r in client("iam").list_roles()["Roles"]},
+        "log groups": {
+            g["logGroupName"] for g in client("logs").describe_log_groups()["logGroups"]
+        },
+        "topics": {t["TopicArn"] for t in client("sns").list_topics()["Topics"]},
+        "queues": set(client("sqs").list_queues().get("QueueUrls", [])),
+        "parameters": {
+            p["Name"]
+            for p in client("ssm").describe_parameters()["Parameters"]
+            if not p["Name"].startswith("/cdk-bootstrap/")
+        },
+        "state machines": {
+            m["name"] for m in client("stepfunctions").list_state_machines()["stateMachines"]
+        },
+        "models, endpoint configs, endpoints": {
+            *(m["ModelName"] for m in sagemaker.list_models()["Models"]),
+            *(
+                c["EndpointConfigName"]
+                for c in sagemaker.list_endpoint_configs()["EndpointConfigs"]
+            ),
+            *(e["EndpointName"] for e in sagemaker.list_endpoints()["Endpoints"]),
+        },
+        "KMS keys not scheduled for deletion": {
+            k["KeyId"]
+            for k in keys.list_keys()["Keys"]
+            if keys.describe_key(KeyId=k["KeyId"])["KeyMetadata"]["KeyState"] != "PendingDeletion"
+        },
+        "training jobs": {
+            j["TrainingJobName"] for j in sagemaker.list_training_jobs()["TrainingJobSummaries"]
+        },
+    }
+
+
+def check_left_behind(run: RehearsalRun, name: str, expected: dict[str, set[str]]) -> None:
+    left = {
+        kind: names
+        for kind, names in app_resources(run).items()
+        if names and kind not in KEPT_BY_DESIGN
+    }
+    detail = "; ".join(f"{kind}: {', '.join(sorted(names))}" for kind, names in left.items())
+    run.check(name, left == expected, detail or "nothing")
+
+
+def check_switch_to_destroy(run: RehearsalRun, deploy: Deploy) -> None:
+    deployed = [result.name for result in deploy.results if not result.skipped]
+    run.check(
+        "switching to destroy changes only the storage stack",
+        deployed == [stack_name(run, "storage")],
+        f"deployed: {', '.join(deployed)}",
     )
