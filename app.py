@@ -14,7 +14,7 @@ import aws_cdk as cdk
 from aws_cdk import Validations
 from cdk_nag import AwsSolutionsChecks
 
-from constructs_lib.log_retention import retention
+from constructs_lib.log_groups import retention
 from constructs_lib.s3_location import S3Location
 from constructs_lib.template_hygiene import drop_implied_dependencies
 from stacks.client_stack import ClientStack

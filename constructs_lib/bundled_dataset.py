@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from aws_cdk import RemovalPolicy, Stack
+from aws_cdk import Stack
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
@@ -13,6 +13,7 @@ from aws_cdk import aws_s3_assets as s3_assets
 from aws_cdk import aws_s3_deployment as s3_deployment
 from constructs import Construct
 
+from constructs_lib.log_groups import stack_log_group
 from constructs_lib.nag import acknowledge, acknowledge_wildcard_resource
 from constructs_lib.s3_location import S3Location
 from constructs_lib.training_job import Channel
@@ -47,9 +48,7 @@ class BundledDataset(Construct):
             assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
             description="Copies the bundled sample dataset into the data bucket.",
         )
-        log_group = logs.LogGroup(
-            self, "UploaderLogs", retention=log_retention, removal_policy=RemovalPolicy.DESTROY
-        )
+        log_group = stack_log_group(self, "UploaderLogs", retention=log_retention)
         log_group.grant_write(role)
         self.channels: list[Channel] = []
         digests = []

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from aws_cdk import Aws, CfnOutput, Duration, RemovalPolicy, Stack
+from aws_cdk import Aws, CfnOutput, Duration, Stack
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
@@ -17,6 +17,7 @@ from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from constructs_lib.alarm_topic import notify
+from constructs_lib.log_groups import stack_log_group
 from constructs_lib.nag import acknowledge
 from constructs_lib.singleton_logs import route_singleton_logs
 from stacks.config import ClientConfig
@@ -50,7 +51,6 @@ class ClientStack(Stack):
         **kwargs,
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
-        self._log_retention = log_retention
         failures = sqs.Queue(
             self,
             "FailedEvents",
@@ -86,13 +86,20 @@ class ClientStack(Stack):
                 "MAX_REQUEST_BYTES": str(config.max_request_bytes),
                 "REQUEST_CONCURRENCY": str(config.request_concurrency),
             },
-            log_group=self._log_group("Logs", f"/aws/lambda/{function_name}"),
+            log_group=stack_log_group(
+                self, "Logs", retention=log_retention, name=f"/aws/lambda/{function_name}"
+            ),
+        )
+        notification_logs = stack_log_group(
+            self, "NotificationsHandlerLogs", retention=log_retention
         )
         input_bucket = s3.Bucket.from_bucket_attributes(
             self,
             "InputBucket",
             bucket_name=input_bucket_name,
-            notifications_handler_role=self._notifications_role(input_bucket_name),
+            notifications_handler_role=self._notifications_role(
+                input_bucket_name, notification_logs
+            ),
         )
         # S3's suffix filters are case-sensitive; the client reads any case, so both
         # common spellings (`.csv`, `.CSV`) fire it.
@@ -104,7 +111,7 @@ class ClientStack(Stack):
                     filters=[s3.NotificationKeyFilter(suffix=suffix)],
                 )
             )
-        route_singleton_logs(self, "BucketNotificationsHandler", self._notification_handler_logs)
+        route_singleton_logs(self, "BucketNotificationsHandler", notification_logs)
         topic = sns.Topic.from_topic_arn(self, "AlarmTopic", alarm_topic_arn)
         for alarm in self._alarms(config, function, failures):
             notify(alarm, topic)
@@ -121,16 +128,7 @@ class ClientStack(Stack):
             ),
         )
 
-    def _log_group(self, construct_id: str, name: str | None = None) -> logs.LogGroup:
-        return logs.LogGroup(
-            self,
-            construct_id,
-            log_group_name=name,
-            retention=self._log_retention,
-            removal_policy=RemovalPolicy.DESTROY,
-        )
-
-    def _notifications_role(self, bucket_name: str) -> iam.IRole:
+    def _notifications_role(self, bucket_name: str, log_group: logs.ILogGroup) -> iam.IRole:
         """CDK's notification handler may configure this one bucket's notifications and
         write its own log group, nothing else.
         """
@@ -146,8 +144,7 @@ class ClientStack(Stack):
                 resources=[f"arn:{Aws.PARTITION}:s3:::{bucket_name}"],
             )
         )
-        self._notification_handler_logs = self._log_group("NotificationsHandlerLogs")
-        self._notification_handler_logs.grant_write(role)
+        log_group.grant_write(role)
         return role.without_policy_updates()
 
     def _alarms(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from aws_cdk import CfnOutput, Duration, RemovalPolicy, Stack
+from aws_cdk import CfnOutput, Duration, Stack
 from aws_cdk import aws_applicationautoscaling as autoscaling
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_iam as iam
@@ -14,6 +14,7 @@ from constructs import Construct
 
 from constructs_lib.alarm_topic import AlarmTopic, notify
 from constructs_lib.keys import stack_key
+from constructs_lib.log_groups import stack_log_group
 from constructs_lib.s3_location import S3Location
 from stacks.config import ServingConfig
 
@@ -99,14 +100,13 @@ class ServingStack(Stack):
         alarms = self._alarms(config)
         for alarm in alarms:
             notify(alarm, self.alarm_topic)
-        endpoint_logs = logs.LogGroup(
+        # SageMaker's own name for the endpoint's container logs. Created before the endpoint,
+        # so SageMaker does not create it without a retention; deleted after it.
+        endpoint_logs = stack_log_group(
             self,
             "EndpointLogs",
-            # SageMaker's own name for the endpoint's container logs. Created before the
-            # endpoint, so SageMaker does not create it without a retention; deleted after it.
-            log_group_name=f"/aws/sagemaker/Endpoints/{config.endpoint_name}",
             retention=log_retention,
-            removal_policy=RemovalPolicy.DESTROY,
+            name=f"/aws/sagemaker/Endpoints/{config.endpoint_name}",
         )
         endpoint = sagemaker.CfnEndpoint(
             self,

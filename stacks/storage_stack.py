@@ -9,6 +9,7 @@ from aws_cdk import aws_logs as logs
 from constructs import Construct
 
 from constructs_lib.bundled_dataset import BundledDataset
+from constructs_lib.log_groups import stack_log_group
 from constructs_lib.nag import acknowledge
 from constructs_lib.s3_location import S3Location
 from constructs_lib.secure_bucket import access_log_bucket, secure_bucket
@@ -83,12 +84,7 @@ class StorageStack(Stack):
             route_singleton_logs(
                 self,
                 "Custom::S3AutoDeleteObjects",
-                logs.LogGroup(
-                    self,
-                    "BucketEmptierLogs",
-                    retention=log_retention,
-                    removal_policy=RemovalPolicy.DESTROY,
-                ),
+                stack_log_group(self, "BucketEmptierLogs", retention=log_retention),
             )
         self.channels, self.data_version = self._dataset(config, log_retention)
         for output_id, bucket in (

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import cast
 
-from aws_cdk import CustomResource, Duration, RemovalPolicy, Stack
+from aws_cdk import CustomResource, Duration, Stack
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
@@ -14,6 +14,7 @@ from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import custom_resources as cr
 from constructs import Construct
 
+from constructs_lib.log_groups import stack_log_group
 from constructs_lib.nag import acknowledge, acknowledge_wildcard_resource
 from constructs_lib.s3_location import S3Location
 from constructs_lib.training_job.handler.index import content_hash
@@ -89,7 +90,7 @@ class TrainingJob(Construct):
             job_arns,
             "Job names are content hashes computed at deploy time; the prefix is this app's.",
         )
-        provider_logs = self._log_group("ProviderLogs", log_retention)
+        provider_logs = stack_log_group(self, "ProviderLogs", retention=log_retention)
         on_event = self._handler("OnEvent", "index.on_event", handler_role, log_retention)
         is_complete = self._handler("IsComplete", "index.is_complete", handler_role, log_retention)
         # The framework's roles get what CDK's Provider grants its own (invoke the two
@@ -127,9 +128,10 @@ class TrainingJob(Construct):
             framework_complete_and_timeout_role=framework_roles[1].without_policy_updates(),
             disable_waiter_state_machine_logging=False,
             waiter_state_machine_log_options=cr.LogOptions(
-                destination=self._log_group(
+                destination=stack_log_group(
+                    self,
                     "WaiterLogs",
-                    log_retention,
+                    retention=log_retention,
                     # Step Functions' log delivery adds a resource policy per log group unless
                     # the group is under this prefix; busy accounts have no room left for one.
                     name=f"/aws/vendedlogs/states/{stack.stack_name}-{construct_id}-waiter",
@@ -201,24 +203,13 @@ class TrainingJob(Construct):
             description="CDK provider framework for the training-job custom resource.",
         )
 
-    def _log_group(
-        self, construct_id: str, retention: logs.RetentionDays, name: str | None = None
-    ) -> logs.LogGroup:
-        return logs.LogGroup(
-            self,
-            construct_id,
-            log_group_name=name,
-            retention=retention,
-            removal_policy=RemovalPolicy.DESTROY,
-        )
-
     def _handler(
         self, construct_id: str, entry: str, role: iam.Role, retention: logs.RetentionDays
     ) -> lambda_.Function:
         """A handler that logs to a group of its own; a role passed to a Function gets no
         basic-execution policy from CDK, so the group's write grant is added here.
         """
-        log_group = self._log_group(f"{construct_id}Logs", retention)
+        log_group = stack_log_group(self, f"{construct_id}Logs", retention=retention)
         log_group.grant_write(role)
         return lambda_.Function(
             self,
