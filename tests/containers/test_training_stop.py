@@ -9,7 +9,14 @@ import sys
 import time
 
 import numpy as np
-from conftest import TRAIN_PROGRAM, TRAINING_CSV, csv_text, make_ml_root, read_csv_rows
+from conftest import (
+    TRAIN_PROGRAM,
+    TRAINING_CSV,
+    VALIDATION_CSV,
+    csv_text,
+    make_ml_root,
+    read_csv_rows,
+)
 
 EXIT_STOPPED = 128 + signal.SIGTERM
 
@@ -94,4 +101,22 @@ def test_sigterm_while_loading_data_stops_at_once(tmp_path):
     assert reason.rstrip() == (
         "training stopped by SIGTERM (StopTrainingJob or interrupt) while loading data; "
         "no model was saved"
+    )
+
+
+def test_sigterm_after_loading_before_the_first_iteration_names_that_phase(tmp_path):
+    """Between the data and the first iteration (LightGBM's import, about a second), the
+    reason must not say "while loading data": the data was loaded."""
+    ml_root = make_ml_root(
+        tmp_path / "ml",
+        channels={"training": TRAINING_CSV, "validation": VALIDATION_CSV},
+        hyperparameters={},
+    )
+    log_file = tmp_path / "train.log"
+    exit_code, _elapsed = run_until(ml_root, log_file, "validation set (validation channel)")
+    assert exit_code == EXIT_STOPPED, log_file.read_text()
+    reason = (ml_root / "output" / "failure").read_text()
+    assert reason.rstrip() == (
+        "training stopped by SIGTERM (StopTrainingJob or interrupt) while starting to train, "
+        "before the first iteration; no model was saved"
     )
