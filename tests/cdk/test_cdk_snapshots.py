@@ -1,7 +1,9 @@
 """Snapshots of every stack's template, and synth determinism.
 
 Asset hashes (image tags, zip keys, the bundled data version) change with any byte in an
-asset folder, so every 64-hex hash is normalised before comparing (aws/aws-cdk#13468).
+asset folder, so every 64-hex hash is normalised before comparing (aws/aws-cdk#13468), and so
+is the serving model's MODEL_INPUTS_DIGEST, a hash that includes the training image's
+(`test_cdk_deploy.py` checks when it changes).
 After an intended change, refresh the snapshots and review their diff:
 
     UPDATE_SNAPSHOTS=1 .venv/bin/python -m pytest tests/cdk/test_cdk_snapshots.py
@@ -21,12 +23,14 @@ from .cdk_synth import synthesize
 
 SNAPSHOTS = Path(__file__).parent / "snapshots"
 ASSET_HASH = re.compile(r"\b[0-9a-f]{64}\b")
+MODEL_INPUTS_DIGEST = re.compile(r'("MODEL_INPUTS_DIGEST": )"[0-9a-f]{16}"')
 UPDATE = os.environ.get("UPDATE_SNAPSHOTS") == "1"
 STACKS = ["storage", "registry", "iam", "training", "serving", "client"]
 
 
 def normalised(template: dict) -> str:
     text = json.dumps(template, indent=1, sort_keys=True)
+    text = MODEL_INPUTS_DIGEST.sub(r'\1"<digest>"', text)
     return ASSET_HASH.sub("<asset-hash>", text) + "\n"
 
 
