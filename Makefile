@@ -8,7 +8,7 @@ NODE_STAMP := node_modules/.installed
 # The model server's C parser for CSV bodies, compiled from source (never committed).
 FASTCSV := containers/model_kit/serving/_fastcsv.so
 
-.PHONY: setup test lint clean synth demo bench rehearse
+.PHONY: setup test lint clean synth demo bench rehearse image-test
 
 setup: $(PY_STAMP) $(NODE_STAMP) $(FASTCSV)
 
@@ -37,6 +37,13 @@ demo: setup
 # (retain, destroy), checked; prints what the emulator skipped. `make test` runs it too.
 rehearse: setup
 	$(PY) -m local.rehearsal
+
+# Both images built from the folders `cdk synth` stages, `train` and `serve` run inside them.
+# Docker where an engine runs; otherwise podman on a stand-in base built from Debian packages
+# (podman, runc and debootstrap are installed from Debian when missing: that needs root).
+# The image storage stays under build/images (the cache); `make clean` removes it.
+image-test: setup
+	$(PY) -m local.images
 
 # Our model server beside the classic nginx + gunicorn gevent + flask container (~7 min):
 # writes benchmarks/RESULTS.md and benchmarks/results.png. Installs its own tools.

@@ -24,6 +24,8 @@ class ImageAsset:
     """A Docker build context whose image the CLI pushes to the bootstrap repository."""
 
     directory: Path
+    dockerfile: str
+    platform: str | None
     repository: str
     tag: str
 
@@ -99,6 +101,8 @@ def _stack(
                 images.append(
                     ImageAsset(
                         outdir / asset["source"]["directory"],
+                        asset["source"].get("dockerFile", "Dockerfile"),
+                        asset["source"].get("platform"),
                         destination["repositoryName"],
                         destination["imageTag"],
                     )

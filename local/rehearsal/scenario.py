@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from local.checks import Check
 from local.moto_server import start_moto_server
 from local.rehearsal.assembly import read_assembly
 from local.rehearsal.deployer import Rehearsal, StackResult
@@ -38,13 +39,6 @@ DESTROY = ("config.storage.removal_policy=destroy",)
 # What teardown leaves by design of the services (the README says so): job records.
 KEPT_BY_DESIGN = ("training jobs",)
 SYNTH_TIMEOUT_SECONDS = 300
-
-
-@dataclass(frozen=True)
-class Check:
-    name: str
-    passed: bool
-    detail: str
 
 
 @dataclass
@@ -81,10 +75,7 @@ class RehearsalRun:
             lines.append(f"== {deploy.label}")
             lines.extend(f"  {describe(result)}" for result in deploy.results)
         lines.append("== checks")
-        lines.extend(
-            f"  {'ok  ' if check.passed else 'FAIL'} {check.name}: {check.detail}"
-            for check in self.checks
-        )
+        lines.extend(check.line() for check in self.checks)
         if gaps:
             lines.extend(self.gaps.lines())
         return "\n".join(lines)
