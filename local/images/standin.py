@@ -61,7 +61,7 @@ def install_tools() -> list[str]:
     missing = [package for tool, package in DEBIAN_TOOLS.items() if shutil.which(tool) is None]
     if not missing:
         return []
-    command = ["apt-get", "install", "-y", "--no-install-recommends", *missing]
+    command = ["apt-get", "install", "-y", *missing]
     if os.geteuid() != 0:
         raise ImageError(
             "no Docker engine here, and the stand-in path needs Debian packages that are "
