@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True)
@@ -13,3 +13,17 @@ class Check:
 
     def line(self) -> str:
         return f"  {'ok  ' if self.passed else 'FAIL'} {self.name}: {self.detail}"
+
+
+@dataclass(kw_only=True)
+class Checklist:
+    """Checks in the order they ran; passed when there are some and all of them passed."""
+
+    checks: list[Check] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return bool(self.checks) and all(check.passed for check in self.checks)
+
+    def check(self, name: str, passed: bool, detail: str) -> None:
+        self.checks.append(Check(name, passed, detail))

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from local.checks import Check
+from local.checks import Checklist
 from local.images.engines import Engine, ImageError, Mount, docker_engine, podman_engine
 from local.images.standin import StandIn, ensure_base, install_tools
 from local.rehearsal.assembly import ImageAsset, read_assembly
@@ -58,19 +58,11 @@ STOP_GRACE_SECONDS = 30
 REMOVED_FOR_THE_BROKEN_BUILD = "COPY requirements-model.txt requirements-training.txt ./"
 
 
-@dataclass
-class ImageRun:
+@dataclass(kw_only=True)
+class ImageRun(Checklist):
     engine: str = ""
     standin: StandIn | None = None
     built: dict[str, float] = field(default_factory=dict)
-    checks: list[Check] = field(default_factory=list)
-
-    @property
-    def passed(self) -> bool:
-        return bool(self.checks) and all(check.passed for check in self.checks)
-
-    def check(self, name: str, passed: bool, detail: str) -> None:
-        self.checks.append(Check(name, passed, detail))
 
     def report(self) -> str:
         lines = [f"engine: {self.engine}"]

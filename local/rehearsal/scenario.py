@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from local.checks import Check
+from local.checks import Checklist
 from local.moto_server import start_moto_server
 from local.rehearsal.assembly import read_assembly
 from local.rehearsal.deployer import Rehearsal, StackResult
@@ -55,19 +55,11 @@ class Deploy:
         return next(r for r in self.results if r.name.endswith(f"-{suffix}"))
 
 
-@dataclass
-class RehearsalRun:
+@dataclass(kw_only=True)
+class RehearsalRun(Checklist):
     rehearsal: Rehearsal
     deploys: list[Deploy] = field(default_factory=list)
-    checks: list[Check] = field(default_factory=list)
     gaps: Gaps = field(default_factory=Gaps)
-
-    @property
-    def passed(self) -> bool:
-        return bool(self.checks) and all(check.passed for check in self.checks)
-
-    def check(self, name: str, passed: bool, detail: str) -> None:
-        self.checks.append(Check(name, passed, detail))
 
     def report(self, *, gaps: bool = True) -> str:
         lines: list[str] = []
@@ -146,7 +138,7 @@ def deploy_all(run: RehearsalRun, label: str, assembly: Path) -> Deploy:
 def rehearsed(workdir: Path) -> Iterator[RehearsalRun]:
     """Runs the three deploys and their checks; the emulator stays up inside the block."""
     with start_moto_server() as moto:
-        run = RehearsalRun(Rehearsal(moto.url, REGION))
+        run = RehearsalRun(rehearsal=Rehearsal(moto.url, REGION))
         try:
             first = deploy_all(run, "cdk deploy --all (new account)", synth(workdir / "first"))
             check_first_deploy(run, first)
@@ -170,7 +162,7 @@ def rehearsed_teardown(workdir: Path, assembly: Path | None = None) -> Iterator[
     `assembly` is a synthesized default tree to reuse (it is synthesized when None).
     """
     with start_moto_server() as moto:
-        run = RehearsalRun(Rehearsal(moto.url, REGION))
+        run = RehearsalRun(rehearsal=Rehearsal(moto.url, REGION))
         try:
             default = assembly or synth(workdir / "teardown-default")
             deploy_all(run, "cdk deploy --all (new account)", default)
