@@ -6,6 +6,7 @@ the edge cases of each piece quickly and show where fast and exact paths agree.
 
 from __future__ import annotations
 
+import io
 import json
 import math
 
@@ -13,10 +14,11 @@ import numpy as np
 import pytest
 from conftest import INFERENCE_CSV
 from model_kit.serving.config import MIB, ConfigError, ServerConfig, available_cpus
-from model_kit.serving.decoders import parse_csv, parse_json, parse_jsonlines
+from model_kit.serving.decoders import parse_csv, parse_json, parse_jsonlines, parse_npy
 from model_kit.serving.encoders import PredictionEncoders
 from model_kit.serving.errors import RequestError
-from model_kit.serving.media import CSV, JSON, JSONLINES, request_type, response_type
+from model_kit.serving.formats import CSV, JSON, JSONLINES, NPY
+from model_kit.serving.media import request_type, response_type
 
 NAMES = ("a", "b", "c")
 
@@ -114,7 +116,10 @@ def test_json_fast_and_exact_paths_agree(sample):
         ('{"instances": [[1, 2]]}', 1, None, "record 1 has 2 values; the model expects 3"),
         ('{"instances": {"a": 1}}', None, None, '"instances" must be a JSON list'),
         ('{"instances": [], "x": 1}', None, None, "unknown top-level key 'x'"),
-        ("[[1, 2, 3]]", None, None, 'must be a JSON object {"instances": [...]}'),
+        ('"1,2,3"', None, None, 'must be a JSON object {"instances": [...]} or a JSON list'),
+        ("[[1, 2, 3], 4]", 2, None, "record 2 is 4; expected a list of 3 values"),
+        ('[[1, 2, "x"]]', 1, "c", "'x' is not a number"),
+        ("[]", None, None, "holds no records"),
     ],
 )
 def test_json_refusals_name_what_and_where(body, record, column, words):
@@ -124,6 +129,54 @@ def test_json_refusals_name_what_and_where(body, record, column, words):
     error = refused(parse_json, body)
     assert (error.status, error.record, error.column) == (400, record, column)
     assert words in error.message
+
+
+def test_a_bare_json_list_is_the_instances_and_a_flat_one_is_one_record():
+    """What the SageMaker SDK's JSONSerializer sends for a list of lists or a NumPy array."""
+    np.testing.assert_array_equal(
+        parse_json(b"[[1, 2, 3], [4, null, 6]]", NAMES),
+        parse_json(b'{"instances": [[1, 2, 3], [4, null, 6]]}', NAMES),
+    )
+    np.testing.assert_array_equal(parse_json(b"[1, 2.5, null]", NAMES), [[1, 2.5, math.nan]])
+    assert parse_json(b'[{"a": 1}, {"c": 3}]', NAMES).shape == (2, 3)
+
+
+def test_npy_arrays_two_and_one_dimensional_of_any_numeric_dtype():
+    for dtype in (np.float64, np.float32, np.int64, np.uint8, ">f8"):
+        matrix = np.arange(6, dtype=dtype).reshape(2, 3)
+        np.testing.assert_array_equal(parse_npy(npy(matrix), NAMES), matrix.astype(np.float64))
+    np.testing.assert_array_equal(parse_npy(npy(np.array([1.0, np.nan, 3.0])), NAMES)[0, 2], 3.0)
+
+
+@pytest.mark.parametrize(
+    ("array", "words"),
+    [
+        (np.array([["1", "2", "3"]]), "dtype is <U1; allowed: integer or floating-point"),
+        (np.array([[True, False, True]]), "dtype is bool"),
+        (np.array([[1 + 2j, 0, 0]]), "dtype is complex128"),
+        (np.zeros((1, 1, 3)), "the array has 3 dimensions (1, 1, 3)"),
+        (np.zeros((2, 4)), "record 1 has 4 values; the model expects 3"),
+        (np.zeros((0, 3)), "holds no records"),
+    ],
+)
+def test_npy_refusals_say_what_is_wrong(array, words):
+    error = refused(parse_npy, npy(array))
+    assert error.status == 400
+    assert words in error.message
+
+
+def test_npy_never_unpickles_and_names_a_body_that_is_no_array():
+    pickled = io.BytesIO()
+    np.save(pickled, np.array([[{"a": 1}, 2, 3]], dtype=object), allow_pickle=True)
+    assert "allow_pickle=False" in refused(parse_npy, pickled.getvalue()).message
+    assert "not one NumPy array in .npy format" in refused(parse_npy, b"1,2,3\n").message
+    assert "not one NumPy array" in refused(parse_npy, npy(np.zeros((2, 3)))[:-5]).message
+
+
+def npy(array: np.ndarray) -> bytes:
+    out = io.BytesIO()
+    np.save(out, array)
+    return out.getvalue()
 
 
 def test_json_integers_too_large_for_a_float_are_refused():
@@ -165,6 +218,12 @@ def test_accept_negotiation(accept, request_kind, answer):
     assert response_type(accept, request_kind) == answer
 
 
+def test_npy_is_negotiated_like_the_others_and_takes_no_charset_rule():
+    assert response_type("application/x-npy", CSV) == NPY
+    assert response_type(None, NPY) == NPY
+    assert request_type("application/x-npy; charset=binary") == NPY
+
+
 def test_content_type_parameters_and_case():
     assert request_type('Text/CSV; charset="UTF-8"; label_size=1') == CSV
     assert request_type("application/jsonl") == "application/jsonl"
@@ -188,6 +247,15 @@ def test_encoders_keep_label_types_and_quote_csv_labels():
     assert odd.csv(winners, probabilities) == b'50%\n"a, ""b"""\n'
     lines = odd.jsonlines(winners, probabilities).decode().splitlines()
     assert json.loads(lines[0]) == {"label": "50%", "probabilities": {'a, "b"': 0.25, "50%": 0.75}}
+
+
+def test_npy_answers_hold_the_labels_in_their_own_dtype():
+    probabilities = np.array([[0.25, 0.75], [0.9, 0.1]])
+    winners = probabilities.argmax(axis=1)
+    for classes, expected in (([0, 1], [1, 0]), (["benign", "malignant"], ["malignant", "benign"])):
+        answer = np.load(io.BytesIO(PredictionEncoders(classes).npy(winners, probabilities)))
+        assert answer.tolist() == expected
+        assert answer.dtype.kind in "iU"
 
 
 def test_encoded_probabilities_read_back_to_the_same_floats():
@@ -223,5 +291,13 @@ def test_config_batch_and_thread_choices():
     assert (config.workers, config.predict_threads) == (3, 1)
     single = ServerConfig.from_env({"SAGEMAKER_MODEL_SERVER_WORKERS": "1"})
     assert single.predict_threads == available_cpus()
-    with pytest.raises(ConfigError, match=r"SAGEMAKER_MAX_PAYLOAD_IN_MB='0' is not allowed"):
+    with pytest.raises(ConfigError, match=r"SAGEMAKER_MAX_PAYLOAD_IN_MB='101' is not allowed"):
+        ServerConfig.from_env({"SAGEMAKER_BATCH": "true", "SAGEMAKER_MAX_PAYLOAD_IN_MB": "101"})
+
+
+def test_an_unbounded_batch_payload_is_refused_with_what_to_set_instead():
+    """MaxPayloadInMB=0 means "whole inputs of any size, chunked"; this server needs a bound."""
+    with pytest.raises(ConfigError) as caught:
         ServerConfig.from_env({"SAGEMAKER_BATCH": "true", "SAGEMAKER_MAX_PAYLOAD_IN_MB": "0"})
+    assert "set MaxPayloadInMB from 1 to 100" in str(caught.value)
+    assert "SplitType Line" in str(caught.value)

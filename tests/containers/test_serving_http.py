@@ -7,6 +7,7 @@ the model is the one ``containers/bin/train`` produced on the sample data.
 from __future__ import annotations
 
 import http.client
+import io
 import json
 import shutil
 import socket
@@ -19,7 +20,7 @@ from model_kit.model_io import load_model
 
 from local.model_server import ModelServer, start_model_server
 
-CSV, JSON, JSONL = "text/csv", "application/json", "application/jsonlines"
+CSV, JSON, JSONL, NPY = "text/csv", "application/json", "application/jsonlines", "application/x-npy"
 LIMIT = 6 * 1024 * 1024
 
 
@@ -111,11 +112,17 @@ def bodies(sample, content_type: str) -> bytes:
         return ("\n".join(lines) + "\n").encode()
     if content_type == JSON:
         return json.dumps({"instances": matrix.tolist()}).encode()
+    if content_type == NPY:
+        out = io.BytesIO()
+        np.save(out, matrix)
+        return out.getvalue()
     return ("\n".join(json.dumps(row) for row in matrix.tolist()) + "\n").encode()
 
 
 def parse_answer(content_type: str, body: bytes) -> list:
-    """Labels (CSV) or prediction objects (JSON, JSON Lines)."""
+    """Labels (CSV, npy) or prediction objects (JSON, JSON Lines)."""
+    if content_type == NPY:
+        return np.load(io.BytesIO(body), allow_pickle=False).tolist()
     text = body.decode()
     if content_type == CSV:
         return text.splitlines()
@@ -124,13 +131,17 @@ def parse_answer(content_type: str, body: bytes) -> list:
     return [json.loads(line) for line in text.splitlines()]
 
 
+def labels_of(content_type: str, answer: list) -> list:
+    return answer if content_type in (CSV, NPY) else [p["label"] for p in answer]
+
+
 def test_ping_answers_200(server):
     status, _, body = request(server, "GET", "/ping")
     assert status == 200
     assert json.loads(body) == {"status": "ok"}
 
 
-@pytest.mark.parametrize("content_type", [CSV, JSON, JSONL])
+@pytest.mark.parametrize("content_type", [CSV, JSON, JSONL, NPY])
 def test_every_content_type_predicts_what_the_model_predicts_in_process(
     server, model, sample, content_type
 ):
@@ -145,6 +156,14 @@ def test_every_content_type_predicts_what_the_model_predicts_in_process(
     np.testing.assert_array_equal(got, expected)
 
 
+def test_a_bare_json_list_predicts_like_instances(server, model, sample):
+    """The SageMaker SDK's JSONSerializer sends a list of lists (or an array) as it is."""
+    _, matrix, _ = sample
+    status, _, answer = invoke(server, json.dumps(matrix.tolist()), JSON, CSV)
+    assert status == 200, answer
+    assert answer.decode().splitlines() == model.predict_labels(model.predict_proba(matrix))
+
+
 def test_json_objects_keyed_by_feature_name_predict_like_lists(server, model, sample):
     names, matrix, _ = sample
     body = json.dumps({"instances": instances_as_objects(names, matrix)})
@@ -153,8 +172,8 @@ def test_json_objects_keyed_by_feature_name_predict_like_lists(server, model, sa
     assert answer.decode().splitlines() == model.predict_labels(model.predict_proba(matrix))
 
 
-@pytest.mark.parametrize("content_type", [CSV, JSON, JSONL])
-@pytest.mark.parametrize("accept", [CSV, JSON, JSONL, None, "*/*"])
+@pytest.mark.parametrize("content_type", [CSV, JSON, JSONL, NPY])
+@pytest.mark.parametrize("accept", [CSV, JSON, JSONL, NPY, None, "*/*"])
 def test_every_content_type_and_accept_pair(server, model, sample, content_type, accept):
     _, matrix, _ = sample
     expected_labels = model.predict_labels(model.predict_proba(matrix))
@@ -162,9 +181,7 @@ def test_every_content_type_and_accept_pair(server, model, sample, content_type,
     assert status == 200, body
     answered_in = content_type if accept in (None, "*/*") else accept
     assert headers["content-type"] == answered_in
-    answer = parse_answer(answered_in, body)
-    labels = answer if answered_in == CSV else [p["label"] for p in answer]
-    assert labels == expected_labels
+    assert labels_of(answered_in, parse_answer(answered_in, body)) == expected_labels
 
 
 def test_accept_list_with_q_values_picks_the_best_supported(server, sample):
@@ -256,7 +273,7 @@ def test_unsupported_content_type_is_415_listing_the_allowed_types(server):
     status, error = error_of(invoke(server, "<x/>", "application/xml"))
     assert status == 415
     assert "application/xml" in error["error"]
-    assert error["allowed"] == [CSV, JSON, JSONL, "application/jsonl"]
+    assert error["allowed"] == [CSV, JSON, JSONL, "application/jsonl", NPY]
     status, error = error_of(invoke(server, "1", None))
     assert status == 415
     assert "Content-Type is missing" in error["error"]

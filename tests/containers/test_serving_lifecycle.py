@@ -94,6 +94,13 @@ def test_batch_payload_above_100_mb_is_refused_at_start(tmp_path, ml_root):
     assert "from 1 to 100" in result.stderr
 
 
+def test_an_unbounded_batch_payload_is_refused_at_start_saying_what_to_set(tmp_path, ml_root):
+    result = run_serve(tmp_path, ml_root, SAGEMAKER_BATCH="true", SAGEMAKER_MAX_PAYLOAD_IN_MB="0")
+    assert result.returncode == 2
+    assert "SAGEMAKER_MAX_PAYLOAD_IN_MB=0 asks this container" in result.stderr
+    assert "set MaxPayloadInMB from 1 to 100 in the transform job" in result.stderr
+
+
 def test_a_missing_model_exits_non_zero_naming_the_path(tmp_path):
     result = run_serve(tmp_path, tmp_path / "empty_root")
     assert result.returncode == 1

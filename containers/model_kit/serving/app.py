@@ -26,10 +26,10 @@ import numpy as np
 from model_kit.model_io import Model
 from model_kit.serving import memory
 from model_kit.serving.config import MIB, ServerConfig
-from model_kit.serving.decoders import PARSERS
 from model_kit.serving.encoders import PredictionEncoders
 from model_kit.serving.errors import RequestError
-from model_kit.serving.media import JSON, MEDIA_TYPES, request_type, response_type
+from model_kit.serving.formats import BY_MEDIA_TYPE, JSON
+from model_kit.serving.media import request_type, response_type
 
 log = logging.getLogger("model_kit.serving")
 
@@ -167,10 +167,11 @@ class InferenceApp:
 
     def _predict(self, body: list[bytes], request_kind: str, answer_kind: str) -> Response:
         """Parse, predict, encode: one output record per input record, in order."""
-        features = PARSERS[MEDIA_TYPES[request_kind]](body, self.feature_names)
+        features = BY_MEDIA_TYPE[request_kind].decode(body, self.feature_names)
         probabilities = self.model.predict_proba(features, num_threads=self.predict_threads)
-        encode = self.encoders.by_type[MEDIA_TYPES[answer_kind]]
-        return Response(200, answer_kind, encode(probabilities.argmax(axis=1), probabilities))
+        encode = BY_MEDIA_TYPE[answer_kind].encode
+        winners = probabilities.argmax(axis=1)
+        return Response(200, answer_kind, encode(self.encoders, winners, probabilities))
 
     def _too_large(self, size: str) -> RequestError:
         limit_mb = self.max_payload_bytes // MIB

@@ -14,6 +14,13 @@ MIB = 1024 * 1024
 REALTIME_MAX_PAYLOAD_MB = 6
 BATCH_MAX_PAYLOAD_MB = 100
 BATCH_STRATEGIES = ("MULTI_RECORD", "SINGLE_RECORD")
+# MaxPayloadInMB 0 is batch transform's "send each input whole, chunked, of any size".
+UNBOUNDED_PAYLOAD = (
+    "SAGEMAKER_MAX_PAYLOAD_IN_MB=0 asks this container to take each input file whole, as one "
+    "chunked request of any size; it answers each request from one batch held in memory, so "
+    f"it needs a bound: set MaxPayloadInMB from 1 to {BATCH_MAX_PAYLOAD_MB} in the transform "
+    "job, with SplitType Line so that SageMaker packs whole records into each request"
+)
 # Seconds a stopping worker may spend on in-flight requests: SageMaker sends
 # SIGKILL 30 s after SIGTERM, so leave room for the master to exit first.
 GRACEFUL_TIMEOUT_S = 25
@@ -95,6 +102,8 @@ class ServerConfig:
         workers = _int_var(env, "SAGEMAKER_MODEL_SERVER_WORKERS", available_cpus(), 1, 256)
         batch = _bool_var(env, "SAGEMAKER_BATCH", False)
         max_payload_mb = REALTIME_MAX_PAYLOAD_MB
+        if batch and env.get("SAGEMAKER_MAX_PAYLOAD_IN_MB", "").strip() == "0":
+            raise ConfigError(UNBOUNDED_PAYLOAD)
         if batch:
             max_payload_mb = _int_var(
                 env,

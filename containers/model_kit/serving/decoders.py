@@ -8,15 +8,15 @@ holds the measurements behind the choice of fast paths.
 
 from __future__ import annotations
 
+import io
 import json
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
 from model_kit.serving import fastcsv
 from model_kit.serving.errors import RequestError, bad_value
-from model_kit.serving.media import CSV, JSON, JSONLINES
 
 NAN = math.nan
 Row = list[float]
@@ -187,7 +187,9 @@ def _has_no_strings_or_booleans(body: bytes, quotes_allowed: int) -> bool:
 
 
 def parse_json(body: Body, names: Sequence[str]) -> np.ndarray:
-    """``{"instances": [...]}``; each instance a list in feature order or an object by name."""
+    """``{"instances": [...]}`` or the bare list of instances (what the SageMaker SDK's
+    JSONSerializer sends for a list of lists or an array); each instance a list in feature
+    order or an object by name. A flat list of numbers is one record."""
     body = _whole(body)
     text = _text(body)
     try:
@@ -199,19 +201,28 @@ def parse_json(body: Body, names: Sequence[str]) -> np.ndarray:
         ) from None
     except ValueError as exc:  # e.g. an integer longer than Python's 4300-digit limit
         raise RequestError(400, f"request body is not usable JSON: {exc}") from None
-    if not isinstance(document, dict) or "instances" not in document:
-        raise RequestError(400, 'request body must be a JSON object {"instances": [...]}')
-    unknown = sorted(set(document) - {"instances"})
-    if unknown:
+    if isinstance(document, list):
+        instances, keys = document, 0
+        if document and not any(isinstance(item, list | dict) for item in document):
+            instances = [document]
+    elif isinstance(document, dict) and "instances" in document:
+        unknown = sorted(set(document) - {"instances"})
+        if unknown:
+            raise RequestError(
+                400, f"unknown top-level key {unknown[0]!r} in the JSON body; allowed: 'instances'"
+            )
+        instances, keys = document["instances"], 1
+        if not isinstance(instances, list):
+            raise RequestError(400, '"instances" must be a JSON list of records')
+    else:
         raise RequestError(
-            400, f"unknown top-level key {unknown[0]!r} in the JSON body; allowed: 'instances'"
+            400,
+            'request body must be a JSON object {"instances": [...]} or a JSON list of records',
         )
-    instances = document["instances"]
-    if not isinstance(instances, list):
-        raise RequestError(400, '"instances" must be a JSON list of records')
     if not instances:
         raise _no_records()
-    return _instances_matrix(instances, names, _has_no_strings_or_booleans(body, 2))
+    # Each key is two quotes; any other quote is a string value, which the exact path names.
+    return _instances_matrix(instances, names, _has_no_strings_or_booleans(body, 2 * keys))
 
 
 def parse_jsonlines(body: Body, names: Sequence[str]) -> np.ndarray:
@@ -241,8 +252,41 @@ def parse_jsonlines(body: Body, names: Sequence[str]) -> np.ndarray:
     return _instances_matrix(instances, names, _has_no_strings_or_booleans(body, 0))
 
 
-PARSERS: dict[str, Callable[[Body, Sequence[str]], np.ndarray]] = {
-    CSV: parse_csv,
-    JSON: parse_json,
-    JSONLINES: parse_jsonlines,
-}
+def parse_npy(body: Body, names: Sequence[str]) -> np.ndarray:
+    """One array in NumPy's ``.npy`` format (``np.save``; the SageMaker SDK's NumpySerializer):
+    2-D is records by features, 1-D is one record. Numbers only, and never a pickle."""
+    data = _whole(body)
+    if not data:
+        raise RequestError(400, "request body is empty; send at least one record")
+    try:
+        array = np.load(io.BytesIO(data), allow_pickle=False)
+    except (ValueError, EOFError, OSError) as exc:
+        raise RequestError(
+            400, f"request body is not one NumPy array in .npy format (np.save): {exc}"
+        ) from None
+    if not isinstance(array, np.ndarray):  # an .npz archive holds several arrays
+        raise RequestError(400, "request body is an .npz archive; send one array (np.save)")
+    if array.dtype.kind not in "iuf":
+        raise RequestError(
+            400,
+            f"the array's dtype is {array.dtype}; allowed: integer or floating-point numbers "
+            "(NaN for a missing value)",
+        )
+    if array.ndim == 1:
+        array = array.reshape(1, -1)
+    if array.ndim != 2:
+        raise RequestError(
+            400,
+            f"the array has {array.ndim} dimensions {array.shape}; send 2 (records by features) "
+            "or 1 (one record)",
+        )
+    if array.shape[0] == 0:
+        raise _no_records()
+    if array.shape[1] != len(names):
+        raise RequestError(
+            400,
+            f"record 1 has {array.shape[1]} values; the model expects {len(names)}, in this "
+            f"order: {','.join(names)}",
+            record=1,
+        )
+    return array.astype(np.float64)

@@ -12,14 +12,11 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
 from model_kit.model_io import Label
-from model_kit.serving.media import CSV, JSON, JSONLINES
-
-Encoder = Callable[[np.ndarray, np.ndarray], bytes]
 
 
 def _csv_field(label: Label) -> str:
@@ -29,7 +26,7 @@ def _csv_field(label: Label) -> str:
 
 
 class PredictionEncoders:
-    """Encoders for one model's classes, keyed by canonical media type."""
+    """Encoders for one model's classes (`formats` says which media type uses which)."""
 
     def __init__(self, classes: Sequence[Label]) -> None:
         self._csv_labels = [_csv_field(label) for label in classes]
@@ -42,11 +39,8 @@ class PredictionEncoders:
         self._json_records = [
             f'{{"label":{label},"probabilities":{{{probability_keys}}}}}' for label in json_labels
         ]
-        self.by_type: dict[str, Encoder] = {
-            CSV: self.csv,
-            JSON: self.json,
-            JSONLINES: self.jsonlines,
-        }
+        # Integer classes stay integers, names stay strings (NumPy's own dtypes, no pickle).
+        self._label_array = np.array(list(classes))
 
     def csv(self, winners: np.ndarray, probabilities: np.ndarray) -> bytes:
         """One label per line."""
@@ -69,3 +63,9 @@ class PredictionEncoders:
     def jsonlines(self, winners: np.ndarray, probabilities: np.ndarray) -> bytes:
         """One ``{"label": ..., "probabilities": {...}}`` object per line."""
         return ("\n".join(self._records(winners, probabilities)) + "\n").encode()
+
+    def npy(self, winners: np.ndarray, probabilities: np.ndarray) -> bytes:
+        """The labels as one array in NumPy's ``.npy`` format (``np.save``)."""
+        out = io.BytesIO()
+        np.save(out, self._label_array[winners], allow_pickle=False)
+        return out.getvalue()

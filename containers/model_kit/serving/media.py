@@ -1,20 +1,10 @@
-"""Content negotiation: which parser reads the request, which encoder answers it."""
+"""Content negotiation: which format reads the request, which one answers it (`formats`)."""
 
 from __future__ import annotations
 
 from model_kit.serving.errors import RequestError
+from model_kit.serving.formats import ALLOWED, BY_MEDIA_TYPE
 
-CSV = "text/csv"
-JSON = "application/json"
-JSONLINES = "application/jsonlines"
-# Accepted spellings of each format, mapped to the canonical media type.
-MEDIA_TYPES = {
-    CSV: CSV,
-    JSON: JSON,
-    JSONLINES: JSONLINES,
-    "application/jsonl": JSONLINES,
-}
-ALLOWED = list(MEDIA_TYPES)
 UTF8_CHARSETS = ("utf-8", "utf8", "us-ascii")
 
 
@@ -35,14 +25,14 @@ def request_type(content_type: str | None) -> str:
             415, f"Content-Type is missing; allowed: {', '.join(ALLOWED)}", allowed=ALLOWED
         )
     kind, params = _split_params(content_type)
-    if kind not in MEDIA_TYPES:
+    if kind not in BY_MEDIA_TYPE:
         raise RequestError(
             415,
             f"Content-Type {content_type!r} is not supported; allowed: {', '.join(ALLOWED)}",
             allowed=ALLOWED,
         )
     charset = params.get("charset", "utf-8").lower()
-    if charset not in UTF8_CHARSETS:
+    if BY_MEDIA_TYPE[kind].text and charset not in UTF8_CHARSETS:
         raise RequestError(
             415,
             f"Content-Type {content_type!r}: charset {charset!r} is not supported; send utf-8",
@@ -73,13 +63,13 @@ def response_type(accept: str | None, request_kind: str) -> str:
             continue
         if kind == "*/*":
             return request_kind
-        if kind in MEDIA_TYPES:
+        if kind in BY_MEDIA_TYPE:
             return kind
         if kind.endswith("/*"):
             prefix = kind[:-1]
             if request_kind.startswith(prefix):
                 return request_kind
-            match = next((known for known in MEDIA_TYPES if known.startswith(prefix)), None)
+            match = next((known for known in BY_MEDIA_TYPE if known.startswith(prefix)), None)
             if match:
                 return match
     raise RequestError(
