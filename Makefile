@@ -5,6 +5,9 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PY_STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
+# The SageMaker Python SDK, for its tests only: its pins cannot share .venv (requirements-sdk.txt).
+SDK_VENV := .venv-sdk
+SDK_STAMP := $(SDK_VENV)/.installed
 # The model server's C parser for CSV bodies, compiled from source (never committed).
 FASTCSV := containers/model_kit/serving/_fastcsv.so
 
@@ -19,6 +22,11 @@ $(PY_STAMP): requirements.txt requirements-dev.txt constraints.txt containers/re
 		containers/requirements-training.txt containers/requirements-inference.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt -c constraints.txt
+	touch $@
+
+$(SDK_STAMP): requirements-sdk.txt constraints-sdk.txt
+	test -x $(SDK_VENV)/bin/python || $(PYTHON) -m venv $(SDK_VENV)
+	$(SDK_VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-sdk.txt -c constraints-sdk.txt
 	touch $@
 
 # The pinned CDK CLI and Node 22 (package-lock.json); `npx cdk` runs both from node_modules/.bin.
@@ -63,8 +71,8 @@ lint: setup
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 
-test: lint
+test: lint $(SDK_STAMP)
 	$(PY) -m pytest
 
 clean:
-	rm -rf $(VENV) node_modules cdk.out build .pytest_cache .ruff_cache $(FASTCSV)
+	rm -rf $(VENV) $(SDK_VENV) node_modules cdk.out build .pytest_cache .ruff_cache $(FASTCSV)
