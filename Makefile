@@ -11,7 +11,7 @@ SDK_STAMP := $(SDK_VENV)/.installed
 # The model server's C parser for CSV bodies, compiled from source (never committed).
 FASTCSV := containers/model_kit/serving/_fastcsv.so
 
-.PHONY: setup test lint clean synth demo bench rehearse image-test
+.PHONY: setup test lint clean synth demo bench rehearse image-test fuzz
 
 setup: $(PY_STAMP) $(NODE_STAMP) $(FASTCSV)
 
@@ -52,6 +52,20 @@ rehearse: setup
 # The image storage stays under build/images (the cache); `make clean` removes it.
 image-test: setup
 	$(PY) -m local.images
+
+# Coverage-guided fuzzing of every request decoder, the C CSV parser built with clang under
+# ASan and UBSan (FUZZ_SECONDS, default 300). Installs atheris, and clang from Debian (as root).
+FUZZ_SECONDS ?= 300
+fuzz: $(PY_STAMP)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-fuzz.txt -c constraints.txt
+	@if ! command -v clang >/dev/null; then \
+		if [ "$$(id -u)" = 0 ]; then \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq clang; \
+		else \
+			echo "make fuzz needs clang: sudo apt-get install -y clang"; exit 1; \
+		fi; \
+	fi
+	$(PY) -m local.fuzz --seconds $(FUZZ_SECONDS)
 
 # Our model server beside the classic nginx + gunicorn gevent + flask container (~7 min):
 # writes benchmarks/RESULTS.md and benchmarks/results.png. Installs its own tools.

@@ -5,24 +5,26 @@
   what the reference refuses.
 - Every decoder (CSV, JSON, JSON Lines, npy), on any bytes, returns a float64 matrix of the
   model's width or a RequestError: never another exception, a crash or a hang.
+- Inputs that once broke a decoder (found by `make fuzz`) stay as regressions
+  (`fuzz_regressions/`).
 """
 
 from __future__ import annotations
 
 import io
-import itertools
 import json
 import math
+from pathlib import Path
 
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from model_kit.serving import fastcsv
-from model_kit.serving.decoders import _csv_rows, _text
-from model_kit.serving.errors import RequestError
 from model_kit.serving.formats import FORMATS
 
-NAMES = ("a", "b", "c")
+from local.decoder_oracles import check_csv, cut, decode_or_refuse
+
+REGRESSIONS = sorted(Path(__file__).with_name("fuzz_regressions").glob("*"))
 QUICK = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 # Cells a CSV client may send: numbers of every shape, blanks, and near-numbers.
@@ -43,38 +45,6 @@ bodies = st.tuples(
 ).map(lambda parts: parts[1].join(parts[0]) + (parts[1] if parts[2] else ""))
 
 
-def cut(body: bytes, positions: list[int]) -> list[bytes]:
-    """The body in the chunks a server may receive it in."""
-    edges = sorted({0, len(body), *(p % (len(body) + 1) for p in positions)})
-    return [body[start:end] for start, end in itertools.pairwise(edges)] or [b""]
-
-
-def reference(body: bytes) -> np.ndarray | None:
-    """The exact Python parser's matrix, or None where it refuses the body."""
-    try:
-        text = _text(body)
-        return None if not text.strip() else _csv_rows(text, NAMES, 1)
-    except RequestError:
-        return None
-
-
-def same_bits(left: np.ndarray, right: np.ndarray) -> bool:
-    """Equal as stored doubles (-0.0 is not 0.0), every NaN equal to every NaN."""
-    if left.shape != right.shape:
-        return False
-    both_nan = np.isnan(left) & np.isnan(right)
-    return bool(((left.view(np.uint64) == right.view(np.uint64)) | both_nan).all())
-
-
-def check_csv(body: bytes, chunks: list[bytes]) -> None:
-    fast = fastcsv.parse(chunks, len(NAMES))
-    if fast is None:
-        return  # refused: the exact parser takes the body over, as the server does
-    exact = reference(body)
-    assert exact is not None, f"C accepted what Python refuses: {body!r}"
-    assert same_bits(fast, exact), f"C and Python differ on {body!r}:\n{fast}\n{exact}"
-
-
 @QUICK
 @given(text=bodies, positions=st.lists(st.integers(min_value=0), max_size=4))
 def test_c_csv_parser_agrees_with_python_or_refuses(text, positions):
@@ -86,16 +56,6 @@ def test_c_csv_parser_agrees_with_python_or_refuses(text, positions):
 @given(body=st.binary(max_size=200), positions=st.lists(st.integers(min_value=0), max_size=3))
 def test_c_csv_parser_on_any_bytes(body, positions):
     check_csv(body, cut(body, positions))
-
-
-def decode_or_refuse(decode, body: bytes) -> None:
-    try:
-        matrix = decode(body, NAMES)
-    except RequestError as error:
-        assert 400 <= error.status < 500
-        return
-    assert matrix.dtype == np.float64
-    assert matrix.ndim == 2 and matrix.shape[1] == len(NAMES) and matrix.shape[0] >= 1
 
 
 json_values = st.recursive(
@@ -158,5 +118,13 @@ def test_npy_decoder_returns_a_matrix_or_a_400(array, cut_at):
 @QUICK
 @given(body=st.binary(max_size=300))
 def test_every_decoder_on_any_bytes_returns_a_matrix_or_a_400(body):
+    for fmt in FORMATS:
+        decode_or_refuse(fmt.decode, body)
+
+
+@pytest.mark.parametrize("path", REGRESSIONS, ids=lambda path: path.name)
+def test_inputs_that_once_broke_a_decoder(path):
+    body = path.read_bytes()
+    check_csv(body, [body])
     for fmt in FORMATS:
         decode_or_refuse(fmt.decode, body)

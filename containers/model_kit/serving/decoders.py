@@ -260,9 +260,11 @@ def parse_npy(body: Body, names: Sequence[str]) -> np.ndarray:
         raise RequestError(400, "request body is empty; send at least one record")
     try:
         array = np.load(io.BytesIO(data), allow_pickle=False)
-    except (ValueError, EOFError, OSError) as exc:
+    except Exception as exc:  # NumPy's header reader fails in many ways (even tokenize's)
         raise RequestError(
-            400, f"request body is not one NumPy array in .npy format (np.save): {exc}"
+            400,
+            f"request body is not one NumPy array in .npy format (np.save): "
+            f"{type(exc).__name__}: {exc}",
         ) from None
     if not isinstance(array, np.ndarray):  # an .npz archive holds several arrays
         raise RequestError(400, "request body is an .npz archive; send one array (np.save)")
