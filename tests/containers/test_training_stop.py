@@ -113,7 +113,7 @@ def test_sigterm_after_loading_before_the_first_iteration_names_that_phase(tmp_p
         hyperparameters={},
     )
     log_file = tmp_path / "train.log"
-    exit_code, _elapsed = run_until(ml_root, log_file, "validation set (validation channel)")
+    exit_code, _elapsed = run_until(ml_root, log_file, "data loaded; starting to train")
     assert exit_code == EXIT_STOPPED, log_file.read_text()
     reason = (ml_root / "output" / "failure").read_text()
     assert reason.rstrip() == (

@@ -46,6 +46,7 @@ def train(paths: MLPaths, stop: StopRequest) -> None:
     stop.phase = "loading data"
     data = prepare_data(paths, hp)
     stop.phase = "starting to train, before the first iteration"
+    log.info("data loaded; starting to train")
     # Imported only now: LightGBM takes about a second to import (more where
     # scikit-learn is installed), which a run with bad input need not wait for.
     from model_kit.training.modelling import train_and_save
