@@ -236,7 +236,12 @@ def podman_engine(storage: Path) -> Engine:
     # setting rlimit"): this host's own open-file limit, and a few thousand processes, which
     # a model server with a handful of workers never approaches.
     files = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
-    processes = min(resource.getrlimit(resource.RLIMIT_NPROC)[1] % (1 << 31), MAX_PROCESSES)
+    hard_processes = resource.getrlimit(resource.RLIMIT_NPROC)[1]
+    processes = (
+        MAX_PROCESSES
+        if hard_processes == resource.RLIM_INFINITY
+        else min(hard_processes, MAX_PROCESSES)
+    )
     version = subprocess.run(["podman", "--version"], capture_output=True, text=True, check=True)
     return Engine(
         name=f"{version.stdout.strip()} (runc, {storage_driver()} storage under {storage})",

@@ -29,7 +29,8 @@ PACKAGES = ("python3.13", "python3-pip", "ca-certificates")
 EXTRA_AUTHORITIES = Path("/usr/local/share/ca-certificates")
 PIP_CONFIG = "[global]\ncert = /etc/ssl/certs/ca-certificates.crt\n"
 RECIPE_LABEL = "org.custom-sm.standin-recipe"
-DEBIAN_TOOLS = {"podman": "podman", "runc": "runc", "debootstrap": "debootstrap"}
+# Each is also the name of its Debian package.
+DEBIAN_TOOLS = ("podman", "runc", "debootstrap")
 DEBOOTSTRAP_TIMEOUT_SECONDS = 900
 
 
@@ -58,7 +59,7 @@ class StandIn:
 
 def install_tools() -> list[str]:
     """Installs podman, runc and debootstrap from Debian if any is missing (root only)."""
-    missing = [package for tool, package in DEBIAN_TOOLS.items() if shutil.which(tool) is None]
+    missing = [tool for tool in DEBIAN_TOOLS if shutil.which(tool) is None]
     if not missing:
         return []
     command = ["apt-get", "install", "-y", *missing]

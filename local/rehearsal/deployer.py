@@ -68,6 +68,7 @@ class CustomState:
 @dataclass
 class StackState:
     template_text: str
+    stack_id: str = ""
     submitted: str = ""
     inputs: dict[str, str] = field(default_factory=dict)
     generations: dict[str, int] = field(default_factory=dict)
@@ -243,16 +244,7 @@ class Rehearsal:
         """A deployed stack, as a handler run sees it."""
         state = self.stacks[stack]
         assert state.resolver is not None
-        return StackScope(
-            name=stack,
-            stack_id=self.client("cloudformation").describe_stacks(StackName=stack)["Stacks"][0][
-                "StackId"
-            ],
-            resources=state.resolver.resources,
-            asset_paths=state.asset_paths,
-            resolve=state.resolver,
-            physical_id=state.resolver.ref,
-        )
+        return stack_scope(stack, state.stack_id, state.resolver, state.asset_paths)
 
 
 class _StackDeployment:
@@ -375,7 +367,9 @@ class _StackDeployment:
                 StackName=self.stack.name, TemplateBody=text, Capabilities=CAPABILITIES
             )
         self.state.submitted = text
-        status = self.cfn.describe_stacks(StackName=self.stack.name)["Stacks"][0]["StackStatus"]
+        described = self.cfn.describe_stacks(StackName=self.stack.name)["Stacks"][0]
+        self.state.stack_id = described["StackId"]
+        status = described["StackStatus"]
         if not status.endswith("_COMPLETE") or "ROLLBACK" in status:
             raise TemplateError(f"{self.stack.name}: {status}")
         self.physical_ids = {
@@ -422,14 +416,7 @@ class _StackDeployment:
     def _scope(self, resources: dict[str, dict[str, Any]]) -> StackScope:
         resolver = self.resolver
         resolver.resources = resources
-        return StackScope(
-            name=self.stack.name,
-            stack_id=self.cfn.describe_stacks(StackName=self.stack.name)["Stacks"][0]["StackId"],
-            resources=resources,
-            asset_paths=self.stack.asset_paths,
-            resolve=resolver,
-            physical_id=resolver.ref,
-        )
+        return stack_scope(self.stack.name, self.state.stack_id, resolver, self.stack.asset_paths)
 
     def _custom_values(self, logical_id: str) -> dict[str, Any]:
         state = self.state.custom[logical_id]
@@ -444,7 +431,7 @@ class _StackDeployment:
         event: dict[str, Any] = {
             "RequestType": "Create" if old is None else "Update",
             "ServiceToken": properties.get("ServiceToken"),
-            "StackId": self._scope(self.resources).stack_id,
+            "StackId": self.state.stack_id,
             "RequestId": new_request_id(),
             "LogicalResourceId": logical_id,
             "ResourceType": resource["Type"],
@@ -492,6 +479,19 @@ class _StackDeployment:
             custom={key: self._custom_values(key) for key in self.state.custom},
             role_arn=lambda name: iam.get_role(RoleName=name)["Role"]["Arn"],
         )
+
+
+def stack_scope(
+    name: str, stack_id: str, resolver: Resolver, asset_paths: dict[str, Path]
+) -> StackScope:
+    return StackScope(
+        name=name,
+        stack_id=stack_id,
+        resources=resolver.resources,
+        asset_paths=asset_paths,
+        resolve=resolver,
+        physical_id=resolver.ref,
+    )
 
 
 def _asset_bytes(asset: FileAsset) -> bytes:

@@ -202,7 +202,8 @@ def endpoint_chain(run: RehearsalRun) -> dict[str, str]:
     """The endpoint, its config and model, as SageMaker describes them."""
     sagemaker = run.rehearsal.client("sagemaker")
     # moto names the endpoint itself (it ignores EndpointName): find it through the stack.
-    name = physical_id(run, "serving", "AWS::SageMaker::Endpoint").rsplit("/", 1)[-1]
+    (arn,) = physical_ids(run, "serving", "AWS::SageMaker::Endpoint")
+    name = arn.rsplit("/", 1)[-1]
     endpoint = sagemaker.describe_endpoint(EndpointName=name)
     config = sagemaker.describe_endpoint_config(EndpointConfigName=endpoint["EndpointConfigName"])
     model_name = config["ProductionVariants"][0]["ModelName"]
@@ -219,15 +220,15 @@ def stack_name(run: RehearsalRun, suffix: str) -> str:
     return next(name for name in run.rehearsal.stacks if name.endswith(f"-{suffix}"))
 
 
-def physical_id(run: RehearsalRun, suffix: str, resource_type: str) -> str:
+def physical_ids(run: RehearsalRun, suffix: str, resource_type: str) -> list[str]:
+    """The physical ids of the stack's resources of one type."""
     cfn = run.rehearsal.client("cloudformation")
     resources = cfn.list_stack_resources(StackName=stack_name(run, suffix))
-    (found,) = (
+    return [
         r["PhysicalResourceId"]
         for r in resources["StackResourceSummaries"]
         if r["ResourceType"] == resource_type
-    )
-    return found
+    ]
 
 
 def outputs(run: RehearsalRun, suffix: str) -> dict[str, str]:
@@ -326,23 +327,8 @@ def check_retrain(run: RehearsalRun, deploy: Deploy) -> None:
 
 
 def bucket_names(run: RehearsalRun) -> list[str]:
-    """The app's five buckets, by the storage stack's outputs."""
-    storage = outputs(run, "storage")
-    return [value for key, value in storage.items() if key.endswith("BucketName")] + [
-        physical
-        for physical in _physical_ids(run, "storage", "AWS::S3::Bucket")
-        if physical not in storage.values()
-    ]
-
-
-def _physical_ids(run: RehearsalRun, suffix: str, resource_type: str) -> list[str]:
-    cfn = run.rehearsal.client("cloudformation")
-    resources = cfn.list_stack_resources(StackName=stack_name(run, suffix))
-    return [
-        r["PhysicalResourceId"]
-        for r in resources["StackResourceSummaries"]
-        if r["ResourceType"] == resource_type
-    ]
+    """The app's five buckets, as the storage stack holds them."""
+    return physical_ids(run, "storage", "AWS::S3::Bucket")
 
 
 def fill_buckets(run: RehearsalRun) -> None:

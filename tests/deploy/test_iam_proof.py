@@ -178,9 +178,9 @@ def stopped_job_calls(rehearsal: RehearsalRun) -> list[AwsCall]:
     return calls
 
 
-def recorded(rehearsal: RehearsalRun, client_runs, stopped_job_calls) -> list[Checked]:
-    """Calls our code and CDK's handlers made, each with the role of its function."""
-    del client_runs  # the client's runs are among the handler invocations once it has run
+def recorded(rehearsal: RehearsalRun, stopped_job_calls: list[AwsCall]) -> list[Checked]:
+    """Calls our code and CDK's handlers made, each with the role of its function (the
+    client's runs are among the handler invocations once its fixture has run)."""
     checked = []
     for invocation in rehearsal.rehearsal.handlers.invocations:
         for call in invocation.calls:
@@ -320,7 +320,8 @@ def hosting_calls(rehearsal: RehearsalRun) -> list[Checked]:
 
 @pytest.fixture(scope="module")
 def all_calls(rehearsal, client_runs, stopped_job_calls) -> list[Checked]:
-    return [*recorded(rehearsal, client_runs, stopped_job_calls), *service_side(rehearsal)]
+    del client_runs  # requested so that the client has run before its calls are read
+    return [*recorded(rehearsal, stopped_job_calls), *service_side(rehearsal)]
 
 
 # -- the proof --------------------------------------------------------------------------------
