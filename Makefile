@@ -8,15 +8,15 @@ NODE_STAMP := node_modules/.installed
 # The SageMaker Python SDK, for its tests only: its pins cannot share .venv (requirements-sdk.txt).
 SDK_VENV := .venv-sdk
 SDK_STAMP := $(SDK_VENV)/.installed
-# The model server's C parser for CSV bodies, compiled from source (never committed).
-FASTCSV := containers/model_kit/serving/_fastcsv.so
+# The model server's C code (CSV parser, JSON writer), compiled from source (never committed).
+NATIVE := containers/model_kit/serving/_native.so
 
 .PHONY: setup test lint clean synth demo bench rehearse image-test fuzz
 
-setup: $(PY_STAMP) $(NODE_STAMP) $(FASTCSV)
+setup: $(PY_STAMP) $(NODE_STAMP) $(NATIVE)
 
-$(FASTCSV): containers/model_kit/serving/fastcsv.c containers/model_kit/serving/fastcsv.py
-	$(PYTHON) containers/model_kit/serving/fastcsv.py
+$(NATIVE): $(wildcard containers/model_kit/serving/*.c) containers/model_kit/serving/native.py
+	$(PYTHON) containers/model_kit/serving/native.py
 
 $(PY_STAMP): requirements.txt requirements-dev.txt constraints.txt containers/requirements-model.txt \
 		containers/requirements-training.txt containers/requirements-inference.txt
@@ -53,8 +53,8 @@ rehearse: setup
 image-test: setup
 	$(PY) -m local.images
 
-# Coverage-guided fuzzing of every request decoder, the C CSV parser built with clang under
-# ASan and UBSan (FUZZ_SECONDS, default 300). Installs atheris, and clang from Debian (as root).
+# Coverage-guided fuzzing of every request decoder and the answer writer, the server's C code
+# built with clang under ASan and UBSan (FUZZ_SECONDS, default 300). Installs atheris, and clang from Debian (as root).
 FUZZ_SECONDS ?= 300
 fuzz: $(PY_STAMP)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-fuzz.txt -c constraints.txt
@@ -69,7 +69,7 @@ fuzz: $(PY_STAMP)
 
 # Our model server beside the classic nginx + gunicorn gevent + flask container (~7 min):
 # writes benchmarks/RESULTS.md and benchmarks/results.png. Installs its own tools.
-bench: $(PY_STAMP) $(FASTCSV)
+bench: $(PY_STAMP) $(NATIVE)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-bench.txt -c constraints.txt
 	@if ! { command -v nginx || test -x /usr/sbin/nginx; } >/dev/null || ! command -v wrk >/dev/null; then \
 		if [ "$$(id -u)" = 0 ]; then \
@@ -89,4 +89,4 @@ test: lint $(SDK_STAMP)
 	$(PY) -m pytest
 
 clean:
-	rm -rf $(VENV) $(SDK_VENV) node_modules cdk.out build .pytest_cache .ruff_cache $(FASTCSV)
+	rm -rf $(VENV) $(SDK_VENV) node_modules cdk.out build .pytest_cache .ruff_cache $(NATIVE)

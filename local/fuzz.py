@@ -1,15 +1,16 @@
-"""`make fuzz`: coverage-guided fuzzing of every request decoder (atheris, libFuzzer).
+"""`make fuzz`: coverage-guided fuzzing of every request decoder and the answer writer.
 
     python -m local.fuzz [--seconds N] [--workdir DIR]
 
-The C CSV parser is built with clang under AddressSanitizer and UndefinedBehaviorSanitizer
+The server's C code is built with clang under AddressSanitizer and UndefinedBehaviorSanitizer
 and with libFuzzer's coverage instrumentation, so inputs that reach new C code are kept and
 mutated; the Python decoders are instrumented by atheris. Each input goes to one decoder,
 chosen by its first byte, and is checked against `local.decoder_oracles`: the C parser agrees
 with the Python reference bit for bit or refuses, and every decoder returns a matrix or a
-400. A crash, a sanitizer report or a broken property stops the run and leaves the input in
-the work folder's `crashes/`; the corpus in `corpus/` (seeded with the sample data) grows
-from run to run.
+400. One first byte in five sends the input instead to the C answer writer, whose JSON and
+JSON Lines must equal the Python templates' (`local.answer_oracle`). A crash, a sanitizer
+report or a broken property stops the run and leaves the input in the work folder's
+`crashes/`; the corpus in `corpus/` (seeded with the sample data) grows from run to run.
 """
 
 from __future__ import annotations
@@ -34,15 +35,20 @@ DECODERS = ("text/csv", "application/json", "application/jsonlines", "applicatio
 
 
 def target(data: bytes) -> None:
-    """One input: the first byte picks the decoder (and, for CSV, where the body is cut)."""
+    """One input: the first byte picks the decoder (and, for CSV, where the body is cut), or
+    the C answer writer, which gets the rest as doubles."""
     from model_kit.serving.formats import BY_MEDIA_TYPE
 
+    from local.answer_oracle import check_answers
     from local.decoder_oracles import check_csv, cut, decode_or_refuse
 
     if not data:
         return
     choice, body = data[0], data[1:]
-    media_type = DECODERS[choice % len(DECODERS)]
+    if choice % (len(DECODERS) + 1) == len(DECODERS):
+        check_answers(body)
+        return
+    media_type = DECODERS[choice % (len(DECODERS) + 1)]
     if media_type == "text/csv":
         check_csv(body, cut(body, [choice * 7, choice * 13]))
     decode_or_refuse(BY_MEDIA_TYPE[media_type].decode, body)
@@ -66,22 +72,27 @@ def seeds(corpus: Path) -> None:
         "json": b"\x01" + json.dumps({"instances": matrix}).encode(),
         "jsonlines": b"\x02" + "\n".join(json.dumps(r) for r in matrix).encode(),
         "npy": b"\x03" + array.getvalue(),
+        "answers": b"\x04" + np.array([[0.25, 0.5, 0.25], [1e-05, 1.0, 0.0]]).tobytes(),
     }
     for name, body in bodies.items():
         (corpus / f"seed-{name}").write_bytes(body)
 
 
 def fuzz(argv: list[str]) -> None:
-    """Inside the sanitized process: instrument, point fastcsv at its sanitized build, run."""
+    """Inside the sanitized process: instrument, point at the sanitized C library, run."""
     import atheris
 
     sys.path[:0] = [str(ROOT), str(ROOT / "containers")]
-    with atheris.instrument_imports(include=["model_kit", "local.decoder_oracles"]):
+    with atheris.instrument_imports(
+        include=["model_kit", "local.decoder_oracles", "local.answer_oracle"]
+    ):
         import model_kit.serving.formats  # noqa: F401
-        from model_kit.serving import fastcsv
+        from model_kit.serving import native
 
-        import local.decoder_oracles  # noqa: F401  (instrumented now, imported by target)
-    fastcsv.LIBRARY = Path(os.environ["FUZZ_FASTCSV_LIBRARY"])
+        # Instrumented now, imported by target.
+        import local.answer_oracle
+        import local.decoder_oracles  # noqa: F401
+    native.LIBRARY = Path(os.environ["FUZZ_NATIVE_LIBRARY"])
     atheris.Setup(argv, target)
     atheris.Fuzz()
 
@@ -93,19 +104,19 @@ def main() -> int:
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT / "containers"))
     import atheris
-    from model_kit.serving import fastcsv
+    from model_kit.serving import native
 
     workdir = args.workdir.resolve()
     corpus, crashes = workdir / "corpus", workdir / "crashes"
     crashes.mkdir(parents=True, exist_ok=True)
     seeds(corpus)
-    library = fastcsv.build(workdir / "_fastcsv_sanitized.so", SANITIZED_COMPILE)
+    library = native.build(workdir / "_native_sanitized.so", SANITIZED_COMPILE)
     environment = {
         **os.environ,
         "LD_PRELOAD": str(Path(atheris.path()) / "asan_with_fuzzer.so"),
         "ASAN_OPTIONS": "detect_leaks=0:allocator_may_return_null=1",
         "UBSAN_OPTIONS": "halt_on_error=1:print_stacktrace=1",
-        "FUZZ_FASTCSV_LIBRARY": str(library),
+        "FUZZ_NATIVE_LIBRARY": str(library),
         "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "containers")]),
     }
     command = [

@@ -230,9 +230,9 @@ def check_serving(
         timeout=60,
     ).stdout.split()
     run.check(
-        "the inference image holds the built parser, not its C source",
-        "_fastcsv.so" in listing and "fastcsv.c" not in listing,
-        ", ".join(sorted(name for name in listing if name.startswith(("_fastcsv", "fastcsv")))),
+        "the inference image holds the built C library, not its C source",
+        "_native.so" in listing and not any(name.endswith(".c") for name in listing),
+        ", ".join(sorted(name for name in listing if name.endswith((".so", ".c")))),
     )
 
 

@@ -231,7 +231,7 @@ def test_image_hashes_ignore_caches_and_the_other_images_files(tmp_path):
     (context / ".venv" / "bin" / "python").write_text("venv")
     (context / ".pytest_cache").mkdir()
     (context / ".pytest_cache" / "README.md").write_text("cache")
-    (context / "model_kit" / "serving" / "_fastcsv.so").write_bytes(b"\x7fELF built here")
+    (context / "model_kit" / "serving" / "_native.so").write_bytes(b"\x7fELF built here")
     assert image_hashes(context, tmp_path / "caches") == clean
 
     (context / "model_kit" / "serving" / "extra.py").write_text("SERVER_ONLY = 1\n")

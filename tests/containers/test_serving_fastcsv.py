@@ -126,5 +126,5 @@ def test_a_missing_library_stops_the_server_at_start_naming_the_build_command(
         check=False,
     )
     assert completed.returncode == 1
-    assert "the CSV parser library" in completed.stderr
-    assert "model_kit/serving/fastcsv.py` (`make setup` does)" in completed.stderr
+    assert "the server's C library" in completed.stderr
+    assert "model_kit/serving/native.py` (`make setup` does)" in completed.stderr

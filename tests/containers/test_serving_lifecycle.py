@@ -349,11 +349,11 @@ def test_inference_image_matches_the_training_image_and_runs_serve_from_path():
     containers = SERVE_PROGRAM.parent.parent
     inference = (containers / "Dockerfile.inference").read_text()
     training = (containers / "Dockerfile.training").read_text()
-    # Every stage, the C parser's build stage too, starts from the training image's base.
+    # Every stage, the C library's build stage too, starts from the training image's base.
     bases = set(re.findall(r"^FROM (\S+)", inference, re.MULTILINE))
     assert bases == set(re.findall(r"^FROM (\S+)", training, re.MULTILINE))
     assert re.search(
-        r"^COPY --from=parser /build/_fastcsv.so model_kit/serving/_fastcsv.so$",
+        r"^COPY --from=native /build/_native.so model_kit/serving/_native.so$",
         inference,
         re.MULTILINE,
     )

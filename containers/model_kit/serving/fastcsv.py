@@ -9,46 +9,23 @@ It is only a fast path: on a body it does not fully understand it returns
 ``None``, and ``decoders.parse_csv`` parses the body exactly in Python, or
 names what is wrong.
 
-The library is compiled from source, never committed:
-``python containers/model_kit/serving/fastcsv.py`` (``make setup`` runs it; so does
-the inference image's build stage). This module imports only the standard
-library at load time, so that build stage needs no numpy.
+The library is built by ``native.py``.
 """
 
 from __future__ import annotations
 
 import ctypes
 import functools
-import subprocess
-import sys
 from collections.abc import Sequence
-from pathlib import Path
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    import numpy as np
+import numpy as np
 
-SOURCE = Path(__file__).with_name("fastcsv.c")
-LIBRARY = Path(__file__).with_name("_fastcsv.so")
-COMPILE = ["cc", "-O2", "-shared", "-fPIC", "-Wall", "-Wextra"]
-
-
-def build(library: Path = LIBRARY, compile_command: Sequence[str] = COMPILE) -> Path:
-    """Compile ``fastcsv.c`` into ``library`` (the fuzzers build it with sanitizers)."""
-    subprocess.run([*compile_command, "-o", str(library), str(SOURCE)], check=True)
-    return library
+from model_kit.serving import native
 
 
 @functools.cache
 def _parse_function() -> ctypes._CFuncPtr:  # type: ignore[name-defined]
-    try:
-        library = ctypes.CDLL(str(LIBRARY))
-    except OSError as exc:
-        raise ImportError(
-            f"the CSV parser library {LIBRARY} cannot be loaded ({exc}); build it with "
-            f"`python {Path(__file__)}` (`make setup` does)"
-        ) from exc
-    function = library.fastcsv_parse
+    function = native.library().fastcsv_parse
     function.restype = ctypes.c_longlong
     function.argtypes = [
         ctypes.POINTER(ctypes.c_char_p),
@@ -61,11 +38,6 @@ def _parse_function() -> ctypes._CFuncPtr:  # type: ignore[name-defined]
     return function
 
 
-def load() -> None:
-    """Load the library now (at server start), so a missing one fails there, not in a request."""
-    _parse_function()
-
-
 def parse(chunks: Sequence[bytes], width: int) -> np.ndarray | None:
     """The records of a body, given in the chunks it arrived in, as a ``(records, width)``
     float64 matrix; or None.
@@ -73,8 +45,6 @@ def parse(chunks: Sequence[bytes], width: int) -> np.ndarray | None:
     None means the body holds something other than plain numbers and empty cells
     in exactly ``width`` columns (or no record at all): the exact parser decides.
     """
-    import numpy as np
-
     count = len(chunks)
     capacity = sum(chunk.count(b"\n") for chunk in chunks) + 1
     matrix = np.empty((capacity, width), dtype=np.float64)
@@ -84,7 +54,3 @@ def parse(chunks: Sequence[bytes], width: int) -> np.ndarray | None:
     if rows <= 0:
         return None
     return matrix[:rows]
-
-
-if __name__ == "__main__":
-    print(f"built {build(Path(sys.argv[1]) if len(sys.argv) > 1 else LIBRARY)}")

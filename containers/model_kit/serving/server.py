@@ -132,11 +132,11 @@ def main() -> None:
 
     from model_kit.model_io import load_model
     from model_kit.paths import MLPaths
-    from model_kit.serving import fastcsv
+    from model_kit.serving import native
     from model_kit.serving.app import InferenceApp
 
     try:
-        fastcsv.load()
+        native.library()
     except ImportError as exc:
         _fail(str(exc), 1)
 
