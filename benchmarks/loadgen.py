@@ -52,8 +52,10 @@ def run_wrk(
     seconds: float,
     timeout_s: int = 60,
     any_status: bool = False,
+    accept: str = "text/csv",
 ) -> LoadResult:
-    """``connections`` keep-alive connections for ``seconds``; POST ``body_file``, or GET.
+    """``connections`` keep-alive connections for ``seconds``; POST ``body_file`` (asking for
+    ``accept`` back), or GET.
 
     Any non-2xx answer is an error unless ``any_status`` (for measuring wrk
     itself against a static 404).
@@ -68,7 +70,11 @@ def run_wrk(
         str(WRK_SCRIPT),
         url,
     ]
-    env = {"BENCH_BODY": str(body_file) if body_file else "/dev/null", "PATH": "/usr/bin:/bin"}
+    env = {
+        "BENCH_BODY": str(body_file) if body_file else "/dev/null",
+        "BENCH_ACCEPT": accept,
+        "PATH": "/usr/bin:/bin",
+    }
     completed = subprocess.run(
         command, capture_output=True, text=True, env=env, timeout=seconds + timeout_s + 30
     )

@@ -34,7 +34,7 @@ def our_app(model: Model, workers: int) -> InferenceApp:
     return InferenceApp(model, config, threads=1)
 
 
-def call_ours(app: InferenceApp, body: bytes) -> bytes:
+def call_ours(app: InferenceApp, body: bytes, accept: str = "text/csv") -> bytes:
     """One ``/invocations`` request through our ASGI app; the response body."""
     scope: dict[str, Any] = {
         "type": "http",
@@ -42,7 +42,7 @@ def call_ours(app: InferenceApp, body: bytes) -> bytes:
         "path": "/invocations",
         "headers": [
             (b"content-type", b"text/csv"),
-            (b"accept", b"text/csv"),
+            (b"accept", accept.encode()),
             (b"content-length", str(len(body)).encode()),
         ],
     }
@@ -75,7 +75,17 @@ def stage_ms(model: Model, body: bytes) -> dict[str, float]:
         "encode (CSV labels)": median_ms(
             lambda: encoders.csv(probabilities.argmax(axis=1), probabilities), STAGE_REPEATS
         ),
+        "encode (JSON labels and probabilities)": median_ms(
+            lambda: encoders.json(probabilities.argmax(axis=1), probabilities), STAGE_REPEATS
+        ),
+        "encode (JSON Lines labels and probabilities)": median_ms(
+            lambda: encoders.jsonlines(probabilities.argmax(axis=1), probabilities),
+            STAGE_REPEATS,
+        ),
         "whole app call": median_ms(lambda: call_ours(app, body), STAGE_REPEATS),
+        "whole app call, JSON answer": median_ms(
+            lambda: call_ours(app, body, "application/json"), STAGE_REPEATS
+        ),
     }
 
 

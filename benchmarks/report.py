@@ -23,6 +23,8 @@ from typing import Any
 OURS, REFERENCE = "ours", "reference"
 SMALL_TARGET_SCENARIO = "1 record, 8 connections"
 BIG_SCENARIO = "5 MB, 8 connections"
+BIG_JSON_SCENARIO = "5 MB, JSON answers, 8 connections"
+JSON_ENCODE_STAGE = "encode (JSON labels and probabilities)"
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,29 @@ def round_ratios(results: dict[str, Any], scenario: str, key: str) -> list[float
     """Ours / reference for ``key``, one per round."""
     values = per_round(results, scenario, key)
     return [a / b for a, b in zip(values[OURS], values[REFERENCE], strict=True)]
+
+
+def own_round_ratios(
+    results: dict[str, Any], scenario: str, baseline: str, key: str
+) -> list[float]:
+    """Ours in ``scenario`` / ours in ``baseline`` for ``key``, one per round."""
+    ours, base = (per_round(results, name, key)[OURS] for name in (scenario, baseline))
+    return [a / b for a, b in zip(ours, base, strict=True)]
+
+
+def compared(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """The scenarios both servers ran (the reference answers CSV only)."""
+    return [s for s in results["scenarios"] if REFERENCE in results["runs"][s["name"]]]
+
+
+def answer_formats(results: dict[str, Any]) -> dict[str, list[str]]:
+    """Per payload, our CSV scenario and the scenarios that asked for other answers."""
+    found: dict[str, list[str]] = {}
+    for scenario in results["scenarios"]:
+        if scenario.get("accept", "text/csv") != "text/csv":
+            baseline = f"{scenario['payload']}, {scenario['connections']} connections"
+            found.setdefault(baseline, []).append(scenario["name"])
+    return found
 
 
 def ratio(results: dict[str, Any], scenario: str, key: str) -> float:
@@ -127,11 +152,22 @@ def targets(results: dict[str, Any]) -> list[Target]:
     cold = results["footprint"]["cold_start_s"][OURS]
     memory_busy = memory_ratio(results, OURS, "after_5mb")
     memory_idle = memory_ratio(results, OURS, "idle")
+    stages = results["profile"]["stages_ms"]
+    encode_share = stages[JSON_ENCODE_STAGE] / stages["predict (1 thread)"]
+    json_big = own_round_ratios(results, BIG_JSON_SCENARIO, BIG_SCENARIO, "records_per_s")
     found = [
         _ratio_target("1 record, 8 connections: requests/s vs reference", rps, 3, 2),
         _ratio_target("1 record, 8 connections: p99 vs reference", p99, 0.25, 3, at_most=True),
         _ratio_target("5 MB: records/s vs reference", big, 1.5, 2),
         _ratio_target("5 MB: records/s vs in-process predict (1 thread x workers)", share, 0.75, 2),
+        Target(
+            "5 MB: encoding the JSON answer vs predicting it (1 thread, in process)",
+            "≤ 0.2x",
+            f"{encode_share:.3f}x ({stages[JSON_ENCODE_STAGE]:.1f} ms vs "
+            f"{stages['predict (1 thread)']:.1f} ms)",
+            encode_share <= 0.2,
+        ),
+        _ratio_target("5 MB: records/s with JSON answers vs with CSV answers", json_big, 0.9, 2),
         Target("cold start to the first /ping 200", "≤ 1.5 s", f"{cold:.2f} s", cold <= 1.5),
         Target(
             "memory, 4 workers vs 1 worker (after 5 MB requests; idle)",
@@ -159,7 +195,7 @@ def _load_table(results: dict[str, Any]) -> list[str]:
         "ours records/s | reference p50 / p90 / p99 ms | ours p50 / p90 / p99 ms | p99 ratio* |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for scenario in results["scenarios"]:
+    for scenario in compared(results):
         name = scenario["name"]
         rps = per_round(results, name, "requests_per_s")
         records = per_round(results, name, "records_per_s")
@@ -176,6 +212,26 @@ def _load_table(results: dict[str, Any]) -> list[str]:
             f"{median(records[OURS]):,.0f} | {latency[REFERENCE]} | {latency[OURS]} | "
             f"{ratio(results, name, 'p99_ms'):.3f}x |"
         )
+    return lines
+
+
+def _answers_table(results: dict[str, Any]) -> list[str]:
+    lines = [
+        "| scenario | ours req/s | ours records/s | vs CSV answers* | p50 / p90 / p99 ms |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for baseline, others in answer_formats(results).items():
+        for name in (baseline, *others):
+            latency = " / ".join(
+                f"{median(per_round(results, name, key)[OURS]):.1f}"
+                for key in ("p50_ms", "p90_ms", "p99_ms")
+            )
+            versus = median(own_round_ratios(results, name, baseline, "records_per_s"))
+            lines.append(
+                f"| {name} | {median(per_round(results, name, 'requests_per_s')[OURS]):,.0f} | "
+                f"{median(per_round(results, name, 'records_per_s')[OURS]):,.0f} | "
+                f"{versus:.2f}x | {latency} |"
+            )
     return lines
 
 
@@ -259,7 +315,7 @@ def _profile_lines(results: dict[str, Any]) -> list[str]:
         f"One 5 MB request ({records:,} records) through our ASGI app in process, one OpenMP "
         "thread, as each worker runs it (median of 5):",
         "",
-        "| stage | ms | share of the whole call |",
+        "| stage | ms | share of the whole call (CSV answer) |",
         "|---|---:|---:|",
     ]
     lines += [f"| {name} | {ms:.1f} | {ms / whole:.0%} |" for name, ms in stages.items()]
@@ -350,6 +406,18 @@ def _bounds(results: dict[str, Any], found: list[Target]) -> list[str]:
             f"{results['machine']['cpus']} CPUs also run wrk, which writes 4.8 MB per "
             "request, and the kernel's loopback copies of it; the ceiling is measured with "
             "both CPUs to itself."
+        )
+    if any("JSON answer" in name for name in missed):
+        stages = results["profile"]["stages_ms"]
+        lines.append(
+            f"- **JSON answers.** In process, one 5 MB request takes "
+            f"{stages['whole app call, JSON answer']:.1f} ms with a JSON answer and "
+            f"{stages['whole app call']:.1f} ms with a CSV answer; encoding alone takes "
+            f"{stages[JSON_ENCODE_STAGE]:.1f} ms (JSON) against "
+            f"{stages['encode (CSV labels)']:.1f} ms (CSV) and "
+            f"{stages['predict (1 thread)']:.1f} ms of predict. A JSON answer also carries "
+            "every probability, many times the bytes of a CSV one, for wrk to read on the "
+            "same CPUs."
         )
     if any(name.startswith("memory") for name in missed):
         memory = results["footprint"]["memory_mib"][OURS]
@@ -481,8 +549,19 @@ def markdown(results: dict[str, Any], commentary: str) -> str:
                 "+".join(map(str, run.get("connections_per_worker", [])))
                 for run in results["runs"][scenario["name"]][OURS]
             )
-            for scenario in results["scenarios"]
+            for scenario in compared(results)
         ),
+        "",
+        "### Answers with probabilities: JSON and JSON Lines (ours)",
+        "",
+        "The same requests asking for `application/json` or `application/jsonlines` (labels and "
+        "every class's probability) instead of CSV labels; the reference has no such answer. "
+        "These ran in the same rounds as the CSV scenarios above.",
+        "",
+        *_answers_table(results),
+        "",
+        "\\* records/s over ours with CSV answers in the same round, the median of the "
+        "per-round ratios.",
         "",
         "Payloads: "
         + ", ".join(
@@ -519,7 +598,8 @@ def chart(results: dict[str, Any], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    names = [scenario["name"] for scenario in results["scenarios"]]
+    shown = compared(results)
+    names = [scenario["name"] for scenario in shown]
     positions = range(len(names))
     colours = {REFERENCE: "#9e9e9e", OURS: "#1f77b4"}
     figure, (left, right) = plt.subplots(1, 2, figsize=(15, 5.5))
@@ -531,7 +611,7 @@ def chart(results: dict[str, Any], path: Path) -> None:
             color=colours[server],
             label=server,
         )
-    for position, scenario in zip(positions, results["scenarios"], strict=True):
+    for position, scenario in zip(positions, shown, strict=True):
         batch = scenario["payload"]
         value = median([ceiling_rate(round_, batch, results) for round_ in results["ceilings"]])
         left.hlines(value, position - 0.4, position + 0.4, colors="black", linestyles="dashed")

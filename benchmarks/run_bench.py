@@ -8,7 +8,9 @@
    same way, both up at once; checks both answer every payload with the
    labels the model predicts in process.
 3. Drives both with wrk on loopback, alternating which goes first each round:
-   1 record at 1, 8 and 32 connections, 500 records and 5 MB at 8 connections.
+   1 record at 1, 8 and 32 connections, 500 records and 5 MB at 8 connections;
+   and ours alone answering 500 records and 5 MB in JSON and JSON Lines (labels
+   and probabilities; the reference answers CSV only).
 4. Measures the in-process ``predict`` ceiling in every round, cold start and
    memory (PSS of the whole process tree) with 1 and 4 workers, the 5 MB
    request's stages with a pyinstrument profile, and the client Lambda on a
@@ -47,6 +49,7 @@ from benchmarks.serving_choices import train_model  # noqa: E402
 from local.model_server import ModelServer  # noqa: E402
 
 OURS, REFERENCE = "ours", "reference"
+ANSWER_FORMATS = {"JSON": "application/json", "JSON Lines": "application/jsonlines"}
 LAMBDA_RUN = re.compile(
     r"run \d+: .*?, (?P<records>\d+) records, (?P<requests>\d+) requests: "
     r"peak RSS (?P<rss>[\d.]+) MB, (?P<seconds>[\d.]+) s"
@@ -66,15 +69,24 @@ class Scenario:
     payload: str
     connections: int
     seconds: float
+    # What the request asks for back, and which servers run it.
+    accept: str = "text/csv"
+    servers: tuple[str, ...] = (OURS, REFERENCE)
 
 
 def scenarios(seconds: float, big_seconds: float) -> list[Scenario]:
+    answers = [
+        Scenario(f"{payload}, {kind} answers, 8 connections", payload, 8, time, accept, (OURS,))
+        for payload, time in (("500 records", seconds), ("5 MB", big_seconds))
+        for kind, accept in ANSWER_FORMATS.items()
+    ]
     return [
         Scenario("1 record, 1 connection", "1 record", 1, seconds),
         Scenario("1 record, 8 connections", "1 record", 8, seconds),
         Scenario("1 record, 32 connections", "1 record", 32, seconds),
         Scenario("500 records, 8 connections", "500 records", 8, seconds),
         Scenario("5 MB, 8 connections", "5 MB", 8, big_seconds),
+        *answers,
     ]
 
 
@@ -124,6 +136,7 @@ def expected_answer(model: Model, payload: Payload) -> bytes:
 
 
 def check_answers(servers: dict[str, ModelServer], model: Model, payloads: dict[str, Payload]):
+    """Both servers' CSV answers, and our JSON and JSON Lines labels, are the model's."""
     for payload in payloads.values():
         expected = expected_answer(model, payload)
         for name, server in servers.items():
@@ -133,6 +146,16 @@ def check_answers(servers: dict[str, ModelServer], model: Model, payloads: dict[
                     f"{name} answered the {payload.name} request wrongly: "
                     f"{answer[:200]!r}... expected {expected[:200]!r}..."
                 )
+        labels = expected.decode().splitlines()
+        for kind, accept in ANSWER_FORMATS.items():
+            answer = post_csv(servers[OURS].url, payload.body, accept).decode()
+            records = (
+                json.loads(answer)["predictions"]
+                if kind == "JSON"
+                else [json.loads(line) for line in answer.splitlines()]
+            )
+            if [str(record["label"]) for record in records] != labels:
+                raise SystemExit(f"ours answered the {payload.name} request in {kind} wrongly")
 
 
 def measure_ceiling(model: Model, payloads: dict[str, Payload]) -> dict[str, dict[str, float]]:
@@ -159,14 +182,14 @@ def load_rounds(
 ) -> tuple[dict[str, dict[str, list[dict[str, float]]]], list[dict[str, dict[str, float]]]]:
     """Every scenario on both servers per round, the order swapped each round; and ceilings."""
     runs: dict[str, dict[str, list[dict[str, float]]]] = {
-        scenario.name: {name: [] for name in servers} for scenario in plan
+        scenario.name: {name: [] for name in scenario.servers} for scenario in plan
     }
     ceilings = []
     for round_number in range(rounds):
         order = list(servers) if round_number % 2 == 0 else list(reversed(servers))
         ceilings.append(measure_ceiling(model, payloads))
         for scenario in plan:
-            for name in order:
+            for name in (name for name in order if name in scenario.servers):
                 with ThreadPoolExecutor(1) as pool:
                     load = pool.submit(
                         run_wrk,
@@ -174,6 +197,7 @@ def load_rounds(
                         body_files[scenario.payload],
                         scenario.connections,
                         scenario.seconds,
+                        accept=scenario.accept,
                     )
                     time.sleep(min(1.0, scenario.seconds / 2))
                     split = footprint.connections_per_worker(servers[name])
@@ -188,7 +212,7 @@ def load_rounds(
                     }
                 )
                 print(
-                    f"round {round_number + 1} {scenario.name:<28} {name:<9} "
+                    f"round {round_number + 1} {scenario.name:<44} {name:<9} "
                     f"{result.requests_per_s:8.1f} req/s  p50 {result.p50_ms:8.2f} ms  "
                     f"p99 {result.p99_ms:8.2f} ms  connections per worker {split}",
                     flush=True,

@@ -41,12 +41,12 @@ def start_ours(ml_root: Path, workers: int) -> ModelServer:
     return start_model_server(ml_root, workers=workers)
 
 
-def post_csv(url: str, body: bytes) -> bytes:
-    """One ``/invocations`` request with a CSV body, asking for CSV back."""
+def post_csv(url: str, body: bytes, accept: str = "text/csv") -> bytes:
+    """One ``/invocations`` request with a CSV body, asking for ``accept`` back."""
     request = urllib.request.Request(
         f"{url}/invocations",
         data=body,
-        headers={"Content-Type": "text/csv", "Accept": "text/csv"},
+        headers={"Content-Type": "text/csv", "Accept": accept},
         method="POST",
     )
     with urllib.request.urlopen(request, timeout=60) as response:

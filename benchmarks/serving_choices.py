@@ -4,7 +4,8 @@
 
 1. Parsers and encoders, in process: 1-record and 5 MB bodies, each way we
    considered (pure Python, numpy.loadtxt, numpy.fromstring, our C parser
-   ``fastcsv``, json + numpy).
+   ``fastcsv``, json + numpy); answers by json.dumps, Python templates, and our
+   C writer ``fastjson``.
 2. In-process prediction of the 5 MB body: the ceiling a server can reach.
 3. Server stacks: the real app and worker with Python's asyncio event loop or
    uvloop, and with the master's heap frozen (``server.freeze_heap``) or not:
@@ -86,6 +87,8 @@ def measure_codecs(model_dir: Path) -> None:
     from model_kit.model_io import load_model
     from model_kit.serving import decoders, fastcsv
     from model_kit.serving.encoders import PredictionEncoders
+
+    from local import answer_oracle
 
     model = load_model(model_dir)
     names = model.feature_names
@@ -170,14 +173,27 @@ def measure_codecs(model_dir: Path) -> None:
         ]
         return json.dumps({"predictions": records}).encode()
 
+    def templates() -> bytes:
+        return answer_oracle.json_answer(model.classes, winners, probabilities)
+
+    def reprs_alone() -> list[str]:
+        return list(map(repr, probabilities.ravel().tolist()))
+
     assert json.loads(json_dumps()) == json.loads(encoders.json(winners, probabilities))
+    assert templates() == encoders.json(winners, probabilities)
     print_table(
-        "Encoders (5 MB request's predictions)",
+        f"Encoders ({len(winners)} records' labels and probabilities, the 5 MB request's)",
         [
             ("json.dumps of dicts", f"{median_ms(json_dumps):6.1f} ms"),
+            ("per-class %-templates in Python, JSON", f"{median_ms(templates):6.1f} ms"),
+            ("  of which repr() of every probability", f"{median_ms(reprs_alone):6.1f} ms"),
             (
-                "per-class templates (chosen), JSON",
+                "C writer, fastjson (chosen), JSON",
                 f"{median_ms(lambda: encoders.json(winners, probabilities)):6.1f} ms",
+            ),
+            (
+                "C writer, fastjson (chosen), JSON Lines",
+                f"{median_ms(lambda: encoders.jsonlines(winners, probabilities)):6.1f} ms",
             ),
             ("CSV labels", f"{median_ms(lambda: encoders.csv(winners, probabilities)):6.1f} ms"),
         ],

@@ -1,7 +1,8 @@
--- wrk script: POST the file named by BENCH_BODY as text/csv; print one JSON summary line.
+-- wrk script: POST the file named by BENCH_BODY as text/csv, asking for BENCH_ACCEPT (default
+-- text/csv) back; print one JSON summary line.
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "text/csv"
-wrk.headers["Accept"] = "text/csv"
+wrk.headers["Accept"] = os.getenv("BENCH_ACCEPT") or "text/csv"
 local file = assert(io.open(os.getenv("BENCH_BODY"), "rb"))
 wrk.body = file:read("*a")
 file:close()
