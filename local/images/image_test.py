@@ -163,8 +163,9 @@ def check_training_failure(
     )
 
 
-def host_labels(model_dir: Path) -> list[str]:
-    """What the model predicts for the sample file on the host: the oracle."""
+def host_predictions(model_dir: Path) -> tuple[list[str], np.ndarray]:
+    """What the model predicts for the sample file on the host, labels and probabilities:
+    the oracle."""
     import csv
 
     from model_kit.model_io import load_model
@@ -172,7 +173,8 @@ def host_labels(model_dir: Path) -> list[str]:
     model = load_model(model_dir)
     rows = list(csv.reader(INFERENCE_FILE.read_text().splitlines()))[1:]
     matrix = np.array([[float(v) for v in row] for row in rows], dtype=np.float64)
-    return [str(label) for label in model.predict_labels(model.predict_proba(matrix))]
+    probabilities = model.predict_proba(matrix)
+    return [str(label) for label in model.predict_labels(probabilities)], probabilities
 
 
 def check_serving(
@@ -206,13 +208,25 @@ def check_serving(
             f"after {time.monotonic() - started:.1f} s" if ready else _tail(engine.logs(name)),
         )
         if ready:
-            labels = _predict(f"{url}/invocations")
-            expected = host_labels(model_dir)
+            labels = _predict(f"{url}/invocations", "text/csv").decode().split()
+            expected, probabilities = host_predictions(model_dir)
             run.check(
                 "its predictions for the sample file equal the host's",
                 labels == expected,
                 f"{len(labels)} predictions; the host's model gives {len(expected)}, "
                 f"{sum(a == b for a, b in zip(labels, expected, strict=False))} of them equal",
+            )
+            answer = json.loads(_predict(f"{url}/invocations", "application/json"))
+            got = np.array([list(p["probabilities"].values()) for p in answer["predictions"]])
+            same = got.shape == probabilities.shape and bool(
+                np.allclose(got, probabilities, rtol=0, atol=1e-12)
+            )
+            run.check(
+                "its JSON answer (the C writer built in the image) reads back to the host's "
+                "labels and probabilities",
+                same and [str(p["label"]) for p in answer["predictions"]] == expected,
+                f"{len(got)} records, largest difference "
+                f"{np.abs(got - probabilities).max() if same else 'n/a'}",
             )
         exit_code, seconds = engine.stop(name, STOP_GRACE_SECONDS)
         run.check(
@@ -245,14 +259,14 @@ def _wait_for_ping(url: str) -> bool:
     return False
 
 
-def _predict(url: str) -> list[str]:
+def _predict(url: str, accept: str) -> bytes:
     request = urllib.request.Request(
         url,
         data=INFERENCE_FILE.read_bytes(),
-        headers={"Content-Type": "text/csv", "Accept": "text/csv"},
+        headers={"Content-Type": "text/csv", "Accept": accept},
     )
     with urllib.request.urlopen(request, timeout=60) as response:
-        return response.read().decode().split()
+        return response.read()
 
 
 def _tail(text: str, lines: int = 20) -> str:
