@@ -18,10 +18,13 @@ setup: $(PY_STAMP) $(NODE_STAMP) $(NATIVE)
 $(NATIVE): $(wildcard containers/model_kit/serving/*.c) containers/model_kit/serving/native.py
 	$(PYTHON) containers/model_kit/serving/native.py
 
+# The dev virtualenv: every pinned package, and model_kit (containers/) installed editable, so
+# the tests, the app's synth-time checks and the tools import it like the images do.
 $(PY_STAMP): requirements.txt requirements-dev.txt constraints.txt containers/requirements-model.txt \
-		containers/requirements-training.txt containers/requirements-inference.txt
+		containers/requirements-training.txt containers/requirements-inference.txt containers/pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt -c constraints.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -e containers
 	touch $@
 
 $(SDK_STAMP): requirements-sdk.txt constraints-sdk.txt

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""The CDK app: six stacks wired as in DESIGN.md; the only place that reads the config.
+"""The CDK app: six stacks joined by cross-stack references; the one place the config is read.
 
 Storage ──buckets──▶ Iam ◀──images── Registry
    ├──data/models──▶ Training ──ModelDataUrl──▶ Serving ──endpoint name──▶ Client

@@ -36,7 +36,6 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(REPO), str(REPO / "containers")]
 
 from model_kit.model_io import Model, load_model  # noqa: E402
 

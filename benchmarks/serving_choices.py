@@ -1,6 +1,6 @@
 """The measurements behind the model server's choices; every number printed is a median.
 
-    .venv/bin/python benchmarks/serving_choices.py [--seconds 2] [--repeats 3]
+    .venv/bin/python -m benchmarks.serving_choices [--seconds 2] [--repeats 3]
 
 1. Parsers and encoders, in process: 1-record and 5 MB bodies, each way we
    considered (pure Python, numpy.loadtxt, numpy.fromstring, our C parser
@@ -38,10 +38,9 @@ import time
 import warnings
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(REPO), str(REPO / "containers")]
+from benchmarks.timing import median_ms
 
-from benchmarks.timing import median_ms  # noqa: E402 - importable once REPO is on sys.path
+REPO = Path(__file__).resolve().parent.parent
 
 DATA = REPO / "data"
 FIVE_MB = 5 * 1024 * 1024
@@ -269,7 +268,9 @@ def start_variant(
 
     port = free_port()
     arguments = [str(model_dir), str(port), str(workers), loop, freeze, malloc]
-    process = subprocess.Popen([sys.executable, __file__, "--serve", *arguments])
+    process = subprocess.Popen(
+        [sys.executable, "-m", "benchmarks.serving_choices", "--serve", *arguments], cwd=REPO
+    )
     wait_for_ping(port, process)
     return process, port
 

@@ -82,7 +82,6 @@ def fuzz(argv: list[str]) -> None:
     """Inside the sanitized process: instrument, point at the sanitized C library, run."""
     import atheris
 
-    sys.path[:0] = [str(ROOT), str(ROOT / "containers")]
     with atheris.instrument_imports(
         include=["model_kit", "local.decoder_oracles", "local.answer_oracle"]
     ):
@@ -102,7 +101,6 @@ def main() -> int:
     parser.add_argument("--seconds", type=int, default=int(os.environ.get("FUZZ_SECONDS", 300)))
     parser.add_argument("--workdir", type=Path, default=ROOT / "build" / "fuzz")
     args = parser.parse_args()
-    sys.path.insert(0, str(ROOT / "containers"))
     import atheris
     from model_kit.serving import native
 
@@ -117,7 +115,6 @@ def main() -> int:
         "ASAN_OPTIONS": "detect_leaks=0:allocator_may_return_null=1",
         "UBSAN_OPTIONS": "halt_on_error=1:print_stacktrace=1",
         "FUZZ_NATIVE_LIBRARY": str(library),
-        "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "containers")]),
     }
     command = [
         sys.executable,

@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import json
 import re
-import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
+
+# The training image's own rules for its hyperparameters, so a bad value fails synth in
+# seconds rather than a training job after a deployment.
+from model_kit.training.errors import TrainingError
+from model_kit.training.hyperparameters import parse_hyperparameters
 
 CONTEXT_KEY = "config"
 
@@ -43,15 +46,6 @@ S3_URI_PATTERN = re.compile(r"^s3://([a-z0-9][a-z0-9.-]{1,61}[a-z0-9])/(.+?)/?$"
 
 # The retention periods CloudWatch Logs accepts.
 LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827)
-
-# The training image's own rules for its hyperparameters (containers/model_kit), so a bad
-# value fails synth in seconds rather than a training job after a deployment.
-CONTAINERS_DIR = Path(__file__).resolve().parent.parent / "containers"
-if str(CONTAINERS_DIR) not in sys.path:
-    sys.path.append(str(CONTAINERS_DIR))
-
-from model_kit.training.errors import TrainingError  # noqa: E402
-from model_kit.training.hyperparameters import parse_hyperparameters  # noqa: E402
 
 
 class ConfigError(ValueError):
@@ -236,14 +230,6 @@ class AppConfig:
             if key.startswith(f"{CONTEXT_KEY}.")
         }
         return cls.parse(apply_overrides(base or {}, overrides))
-
-    @classmethod
-    def from_cdk_json(
-        cls, path: str | Path, overrides: Mapping[str, Any] | None = None
-    ) -> AppConfig:
-        """The config as `cdk synth` would see it, for tools outside CDK (e.g. `make demo`)."""
-        context = json.loads(Path(path).read_text())["context"]
-        return cls.parse(apply_overrides(context[CONTEXT_KEY], overrides or {}))
 
     @classmethod
     def parse(cls, raw: Any) -> AppConfig:

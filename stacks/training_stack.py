@@ -49,7 +49,6 @@ class TrainingStack(Stack):
         )
         self.model_data_url = job.model_data_url
         self.model_inputs_digest = job.model_inputs_digest
-        self.job_name = job.job_name
         CfnOutput(self, "TrainingJobName", value=job.job_name)
         CfnOutput(self, "ModelDataUrl", value=job.model_data_url)
         CfnOutput(self, "FinalMetrics", value=job.final_metrics)

@@ -47,7 +47,3 @@ class MLPaths:
     @property
     def failure_file(self) -> Path:
         return self.output_dir / "failure"
-
-    @property
-    def checkpoint_dir(self) -> Path:
-        return self.root / "checkpoints"

@@ -18,7 +18,6 @@ import json
 import os
 import re
 import shutil
-import sys
 import time
 import urllib.request
 from dataclasses import dataclass, field
@@ -46,11 +45,12 @@ from local.sagemaker_jobs import (
 from local.services import answers, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
-# The host's model library: the oracle for the container's predictions.
-CONTAINERS = ROOT / "containers"
-if str(CONTAINERS) not in sys.path:
-    sys.path.append(str(CONTAINERS))
 INFERENCE_FILE = DATA_DIR / "inference" / "inference.csv"
+# Run inside the inference image: the files of the model_kit.serving it has installed.
+INSTALLED_SERVING_FILES = (
+    "import pathlib, model_kit.serving as s; "
+    "print(*sorted(p.name for p in pathlib.Path(s.__file__).parent.iterdir()))"
+)
 TRAIN_TIMEOUT_SECONDS = 600
 PING_TIMEOUT_SECONDS = 120
 # SageMaker sends SIGTERM, then SIGKILL after 30 s.
@@ -239,12 +239,12 @@ def check_serving(
         engine.remove(name)
     listing = engine.run(
         image,
-        ["ls", "/opt/program/model_kit/serving"],
+        ["python", "-c", INSTALLED_SERVING_FILES],
         mounts=[],
         timeout=60,
     ).stdout.split()
     run.check(
-        "the inference image holds the built C library, not its C source",
+        "the inference image's installed model_kit holds the built C library, not its C source",
         "_native.so" in listing and not any(name.endswith(".c") for name in listing),
         ", ".join(sorted(name for name in listing if name.endswith((".so", ".c")))),
     )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from app import build_app
@@ -9,8 +11,10 @@ from stacks.config import (
     CUSTOM_RESOURCE_LIMIT_SECONDS,
     LONGEST_TRAINING_WAIT_SECONDS,
     PROVIDER_MARGIN_SECONDS,
+    CONTEXT_KEY,
     AppConfig,
     ConfigError,
+    apply_overrides,
 )
 
 from .cdk_synth import ROOT, context_with
@@ -19,7 +23,9 @@ SEED_METRIC = {"Name": "Validation Accuracy", "Regex": "val_accuracy: ([0-9\\.]+
 
 
 def parse(**overrides: object) -> AppConfig:
-    return AppConfig.from_cdk_json(ROOT / "cdk.json", overrides)
+    """The config as `cdk synth -c config.a.b=value ...` would see it."""
+    defaults = json.loads((ROOT / "cdk.json").read_text())["context"][CONTEXT_KEY]
+    return AppConfig.parse(apply_overrides(defaults, overrides))
 
 
 def test_defaults_follow_the_seed_where_it_is_valid():

@@ -63,6 +63,7 @@ def test_copy_sources_exist_in_the_build_context(dockerfile):
 def test_training_image_runs_train_from_path_unbuffered():
     text = (CONTEXT / "Dockerfile.training").read_text()
     assert re.search(r"^COPY bin/train bin/train$", text, re.MULTILINE)
+    assert "pip install --no-cache-dir --no-deps /tmp/model_kit" in text
     assert 'PATH="/opt/program/bin:${PATH}"' in text
     assert "PYTHONUNBUFFERED=1" in text
     assert "-r requirements-training.txt" in text

@@ -119,7 +119,12 @@ def test_a_missing_library_stops_the_server_at_start_naming_the_build_command(
     shutil.copytree(trained_model_dir, tmp_path / "ml" / "model")
     completed = subprocess.run(
         [sys.executable, str(containers / "bin" / "serve")],
-        env={"ML_ROOT": str(tmp_path / "ml"), "SAGEMAKER_BIND_TO_PORT": str(free_port())},
+        # The copy's model_kit, without the library, ahead of the installed one.
+        env={
+            "ML_ROOT": str(tmp_path / "ml"),
+            "SAGEMAKER_BIND_TO_PORT": str(free_port()),
+            "PYTHONPATH": str(containers),
+        },
         capture_output=True,
         text=True,
         timeout=60,
