@@ -8,6 +8,7 @@ equals the Content-Type, so a ``.csv`` yields a ``.out`` of CSV labels, a
 
 from __future__ import annotations
 
+import itertools
 import json
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator
@@ -29,6 +30,22 @@ class Record:
     data: bytes
 
 
+@dataclass(frozen=True)
+class Header:
+    """A CSV header: resent atop every request, and named when the endpoint rejects it."""
+
+    line: int
+    data: bytes
+
+
+@dataclass(frozen=True)
+class RecordStream:
+    """One object as read: its header, known before any record, and its records, lazily."""
+
+    header: Header | None
+    records: Iterator[Record]
+
+
 def record_too_large(number: int, line: int | None, limit: int) -> PermanentError:
     where = f" (line {line})" if line is not None else ""
     return PermanentError(
@@ -40,7 +57,7 @@ def record_too_large(number: int, line: int | None, limit: int) -> PermanentErro
 
 
 class InputFormat(ABC):
-    """Reads one object's records and frames them for the endpoint; one instance per object."""
+    """Reads records and frames them for the endpoint; stateless, so one instance serves all."""
 
     content_type: str
     request_separator: bytes = b"\n"
@@ -48,13 +65,17 @@ class InputFormat(ABC):
     output_prefix: bytes = b""
     output_suffix: bytes = b""
 
-    def __init__(self) -> None:
-        self.request_prefix = b""
-        self.header_line: int | None = None
-
     @abstractmethod
-    def records(self, chunks: Iterable[bytes], max_record_bytes: int) -> Iterator[Record]:
-        """Every record of the object, in order; may set ``request_prefix`` (a header)."""
+    def read(self, chunks: Iterable[bytes], max_record_bytes: int) -> RecordStream:
+        """The object's header and its records, in order.
+
+        The header is part of the returned value, so what a request holds never
+        depends on how far some other reader has consumed the records.
+        """
+
+    def request_prefix(self, header: Header | None) -> bytes:
+        """What opens every request body of an object with ``header``."""
+        return header.data + b"\n" if header else b""
 
     def predictions(self, body: bytes) -> list[bytes]:
         """Split a response body into one serialized prediction per record."""
@@ -66,27 +87,44 @@ class InputFormat(ABC):
 
 
 class _LineFormat(InputFormat):
-    """One record per non-blank line; blank lines are not records."""
+    """One record per non-blank line; blank lines are not records.
 
-    def records(self, chunks: Iterable[bytes], max_record_bytes: int) -> Iterator[Record]:
-        number = 0
+    The first non-blank line is read at once: whether it is a header must be
+    known before any request can be framed.
+    """
+
+    def read(self, chunks: Iterable[bytes], max_record_bytes: int) -> RecordStream:
+        lines = _content_lines(chunks, max_record_bytes)
         try:
-            for line_number, line in numbered_lines(chunks, max_record_bytes):
-                if line_number == 1:
-                    line = line.removeprefix(UTF8_BOM)
-                if not line.strip():
-                    continue
-                if number == 0 and self.is_header(line):
-                    self.request_prefix = line + b"\n"
-                    self.header_line = line_number
-                    continue
-                number += 1
-                yield Record(number, line_number, line)
+            first = next(lines, None)
         except LineTooLong as exc:
-            raise record_too_large(number + 1, exc.line_number, max_record_bytes) from exc
+            raise record_too_large(1, exc.line_number, max_record_bytes) from exc
+        if first is not None and self.is_header(first[1]):
+            return RecordStream(Header(*first), _line_records(lines, max_record_bytes))
+        rest = lines if first is None else itertools.chain([first], lines)
+        return RecordStream(None, _line_records(rest, max_record_bytes))
 
     def is_header(self, line: bytes) -> bool:
         return False
+
+
+def _content_lines(chunks: Iterable[bytes], max_line_bytes: int) -> Iterator[tuple[int, bytes]]:
+    """The numbered non-blank lines, without a UTF-8 byte order mark."""
+    for line_number, line in numbered_lines(chunks, max_line_bytes):
+        if line_number == 1:
+            line = line.removeprefix(UTF8_BOM)
+        if line.strip():
+            yield line_number, line
+
+
+def _line_records(lines: Iterator[tuple[int, bytes]], max_record_bytes: int) -> Iterator[Record]:
+    number = 0
+    try:
+        for line_number, line in lines:
+            number += 1
+            yield Record(number, line_number, line)
+    except LineTooLong as exc:
+        raise record_too_large(number + 1, exc.line_number, max_record_bytes) from exc
 
 
 class CsvFormat(_LineFormat):
@@ -120,16 +158,11 @@ class JsonFormat(InputFormat):
     output_prefix = b'{"predictions":['
     output_suffix = b"]}\n"
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.request_prefix = b'{"instances":['
+    def read(self, chunks: Iterable[bytes], max_record_bytes: int) -> RecordStream:
+        return RecordStream(None, _json_records(chunks, max_record_bytes))
 
-    def records(self, chunks: Iterable[bytes], max_record_bytes: int) -> Iterator[Record]:
-        try:
-            for number, data in enumerate(json_instances(chunks, max_record_bytes), start=1):
-                yield Record(number, None, data)
-        except InstanceTooLarge as exc:
-            raise record_too_large(exc.record, None, max_record_bytes) from exc
+    def request_prefix(self, header: Header | None) -> bytes:
+        return b'{"instances":['
 
     def predictions(self, body: bytes) -> list[bytes]:
         try:
@@ -147,6 +180,14 @@ class JsonFormat(InputFormat):
         return joined if first or not joined else b"," + joined
 
 
+def _json_records(chunks: Iterable[bytes], max_record_bytes: int) -> Iterator[Record]:
+    try:
+        for number, data in enumerate(json_instances(chunks, max_record_bytes), start=1):
+            yield Record(number, None, data)
+    except InstanceTooLarge as exc:
+        raise record_too_large(exc.record, None, max_record_bytes) from exc
+
+
 def _is_number(cell: bytes) -> bool:
     try:
         float(cell)
@@ -155,16 +196,17 @@ def _is_number(cell: bytes) -> bool:
     return True
 
 
-FORMATS: dict[str, type[InputFormat]] = {
-    ".csv": CsvFormat,
-    ".jsonl": JsonLinesFormat,
-    ".jsonlines": JsonLinesFormat,
-    ".json": JsonFormat,
+_JSON_LINES = JsonLinesFormat()
+FORMATS: dict[str, InputFormat] = {
+    ".csv": CsvFormat(),
+    ".jsonl": _JSON_LINES,
+    ".jsonlines": _JSON_LINES,
+    ".json": JsonFormat(),
 }
 
 
 def format_for_key(key: str) -> InputFormat:
-    """A fresh reader for ``key``'s extension (case-insensitive), or a ``PermanentError``."""
+    """The format of ``key``'s extension (case-insensitive), or a ``PermanentError``."""
     dot = key.rfind(".")
     extension = key[dot:].lower() if dot > key.rfind("/") else ""
     if extension not in FORMATS:
@@ -172,4 +214,4 @@ def format_for_key(key: str) -> InputFormat:
             f"unsupported file extension {extension or '(none)'!r} of key {key!r}; "
             f"supported: {', '.join(FORMATS)}"
         )
-    return FORMATS[extension]()
+    return FORMATS[extension]

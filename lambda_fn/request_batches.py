@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from input_formats import InputFormat, Record, record_too_large
+from input_formats import InputFormat, Record, RecordStream, record_too_large
 
 
 @dataclass(frozen=True)
@@ -37,14 +37,14 @@ class Batch:
         return None
 
 
-def batches(fmt: InputFormat, records: Iterator[Record], max_bytes: int) -> Iterator[Batch]:
+def batches(fmt: InputFormat, stream: RecordStream, max_bytes: int) -> Iterator[Batch]:
     """Yield request bodies of at most ``max_bytes`` holding consecutive records."""
+    prefix = fmt.request_prefix(stream.header)
     separator, suffix = fmt.request_separator, fmt.request_suffix
     pending: list[Record] = []
     size = 0
     index = 0
-    for record in records:
-        prefix = fmt.request_prefix
+    for record in stream.records:
         added = len(record.data) + (len(separator) if pending else 0)
         if pending and len(prefix) + size + added + len(suffix) > max_bytes:
             index += 1
@@ -57,7 +57,7 @@ def batches(fmt: InputFormat, records: Iterator[Record], max_bytes: int) -> Iter
         pending.append(record)
         size += added
     if pending:
-        yield _batch(index + 1, fmt.request_prefix, separator, suffix, pending)
+        yield _batch(index + 1, prefix, separator, suffix, pending)
 
 
 def _batch(
