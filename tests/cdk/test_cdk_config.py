@@ -8,10 +8,10 @@ import pytest
 
 from app import build_app
 from stacks.config import (
+    CONTEXT_KEY,
     CUSTOM_RESOURCE_LIMIT_SECONDS,
     LONGEST_TRAINING_WAIT_SECONDS,
     PROVIDER_MARGIN_SECONDS,
-    CONTEXT_KEY,
     AppConfig,
     ConfigError,
     apply_overrides,
