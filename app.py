@@ -15,9 +15,8 @@ from aws_cdk import Validations
 from cdk_nag import AwsSolutionsChecks
 
 from constructs_lib.log_groups import retention
-from constructs_lib.s3_location import S3Location
 from constructs_lib.template_hygiene import drop_implied_dependencies
-from stacks.client_stack import ClientStack
+from stacks.client_stack import ClientNames, ClientStack
 from stacks.config import AppConfig
 from stacks.iam_stack import IamStack
 from stacks.registry_stack import RegistryStack
@@ -42,18 +41,19 @@ def build_app(context: dict[str, Any] | None = None, outdir: str | None = None) 
         app, f"{prefix}-storage", config=config.storage, log_retention=retain_days, env=env
     )
     registry = RegistryStack(app, f"{prefix}-registry", name_prefix=prefix, env=env)
+    client_names = ClientNames.for_prefix(prefix)
     iam = IamStack(
         app,
         f"{prefix}-iam",
-        name_prefix=prefix,
         channels=[channel.location for channel in storage.channels],
-        models=S3Location(storage.models_bucket.bucket_name, ""),
-        input_bucket=S3Location(storage.input_bucket.bucket_name, ""),
-        output_bucket=S3Location(storage.output_bucket.bucket_name, ""),
+        training_output=storage.training_output,
+        checkpoints=storage.checkpoints if config.training.use_spot else None,
+        data_capture=storage.data_capture if config.serving.data_capture else None,
+        client_input=storage.input,
+        client_output=storage.output,
+        client_names=client_names,
         repositories=[registry.training_image.repository, registry.inference_image.repository],
         endpoint_name=config.serving.endpoint_name,
-        use_spot=config.training.use_spot,
-        data_capture=config.serving.data_capture,
         env=env,
     )
     iam.add_stack_dependency(registry, "the roles pull the registry's images")
@@ -66,8 +66,8 @@ def build_app(context: dict[str, Any] | None = None, outdir: str | None = None) 
         image_uri=registry.training_image.image_uri,
         channels=storage.channels,
         data_version=storage.data_version,
-        training_output=iam.training_output,
-        checkpoints=iam.checkpoints,
+        training_output=storage.training_output,
+        checkpoints=storage.checkpoints,
         log_retention=retain_days,
         env=env,
     )
@@ -81,7 +81,7 @@ def build_app(context: dict[str, Any] | None = None, outdir: str | None = None) 
         image_uri=registry.inference_image.image_uri,
         model_data_url=training.model_data_url,
         model_inputs_digest=training.model_inputs_digest,
-        data_capture=iam.data_capture,
+        data_capture=storage.data_capture,
         alarm_emails=config.alarm_emails,
         log_retention=retain_days,
         env=env,
@@ -89,7 +89,7 @@ def build_app(context: dict[str, Any] | None = None, outdir: str | None = None) 
     client = ClientStack(
         app,
         f"{prefix}-client",
-        name_prefix=prefix,
+        names=client_names,
         config=config.client,
         role_arn=iam.client_role.role_arn,
         input_bucket_name=storage.input_bucket.bucket_name,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from aws_cdk import Aws, CfnOutput, Duration, Stack
@@ -21,13 +22,25 @@ from constructs_lib.log_groups import stack_log_group
 from constructs_lib.nag import acknowledge
 from constructs_lib.singleton_logs import route_singleton_logs
 from stacks.config import ClientConfig
-from stacks.iam_stack import client_failure_queue_name, client_function_name
 
 LAMBDA_DIR = Path(__file__).resolve().parent.parent / "lambda_fn"
 LAMBDA_EXCLUDE = ["**/__pycache__", "**/*.pyc", "**/.pytest_cache", "**/.venv", "tests"]
 # The extensions the client knows how to read (see lambda_fn/).
 SUPPORTED_SUFFIXES = (".csv", ".json", ".jsonl", ".jsonlines")
 RUNTIME = lambda_.Runtime.PYTHON_3_14
+
+
+@dataclass(frozen=True)
+class ClientNames:
+    """The client's fixed names, known before the stack exists, so the IAM stack can scope
+    the client's role to them without depending on this stack."""
+
+    function: str
+    failure_queue: str
+
+    @classmethod
+    def for_prefix(cls, name_prefix: str) -> ClientNames:
+        return cls(f"{name_prefix}-client", f"{name_prefix}-client-failures")
 
 
 class ClientStack(Stack):
@@ -40,7 +53,7 @@ class ClientStack(Stack):
         scope: Construct,
         construct_id: str,
         *,
-        name_prefix: str,
+        names: ClientNames,
         config: ClientConfig,
         role_arn: str,
         input_bucket_name: str,
@@ -54,7 +67,7 @@ class ClientStack(Stack):
         failures = sqs.Queue(
             self,
             "FailedEvents",
-            queue_name=client_failure_queue_name(name_prefix),
+            queue_name=names.failure_queue,
             encryption=sqs.QueueEncryption.SQS_MANAGED,
             enforce_ssl=True,
             retention_period=Duration.days(14),
@@ -64,11 +77,10 @@ class ClientStack(Stack):
             "SQS3",
             "This queue is itself the Lambda's on-failure destination (the last stop).",
         )
-        function_name = client_function_name(name_prefix)
         function = lambda_.Function(
             self,
             "Function",
-            function_name=function_name,
+            function_name=names.function,
             runtime=RUNTIME,
             handler="lambda_function.lambda_handler",
             code=lambda_.Code.from_asset(str(LAMBDA_DIR), exclude=LAMBDA_EXCLUDE),
@@ -87,7 +99,7 @@ class ClientStack(Stack):
                 "REQUEST_CONCURRENCY": str(config.request_concurrency),
             },
             log_group=stack_log_group(
-                self, "Logs", retention=log_retention, name=f"/aws/lambda/{function_name}"
+                self, "Logs", retention=log_retention, name=f"/aws/lambda/{names.function}"
             ),
         )
         notification_logs = stack_log_group(

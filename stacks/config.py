@@ -20,17 +20,15 @@ from typing import Any
 from model_kit.training.errors import TrainingError
 from model_kit.training.hyperparameters import parse_hyperparameters
 
-CONTEXT_KEY = "config"
-
-# CloudFormation gives a custom resource at most one hour (ServiceTimeout 1-3600 s).
-CUSTOM_RESOURCE_LIMIT_SECONDS = 3600
-# Instance provisioning, image download and model upload happen outside MaxRuntimeInSeconds.
-TRAINING_STARTUP_MARGIN_SECONDS = 600
-# CloudFormation's ServiceTimeout must exceed the Provider's own total timeout.
-PROVIDER_MARGIN_SECONDS = 120
-LONGEST_TRAINING_WAIT_SECONDS = (
-    CUSTOM_RESOURCE_LIMIT_SECONDS - TRAINING_STARTUP_MARGIN_SECONDS - PROVIDER_MARGIN_SECONDS
+from constructs_lib.training_job.settings import (
+    CUSTOM_RESOURCE_LIMIT_SECONDS,
+    LONGEST_TRAINING_WAIT_SECONDS,
+    PROVIDER_MARGIN_SECONDS,
+    TRAINING_STARTUP_MARGIN_SECONDS,
+    TrainingJobSettings,
 )
+
+CONTEXT_KEY = "config"
 
 INSTANCE_TYPE_PATTERN = re.compile(r"^ml\.[a-z0-9]+\.[a-z0-9]+$")
 SAGEMAKER_NAME_PATTERN = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
@@ -154,24 +152,6 @@ class StorageConfig:
 
 
 @dataclass(frozen=True)
-class TrainingConfig:
-    instance_type: str
-    instance_count: int
-    volume_size_gb: int
-    max_run_seconds: int
-    use_spot: bool
-    max_wait_seconds: int | None
-    hyperparameters: dict[str, str]
-    metric_definitions: list[dict[str, str]]
-
-    @property
-    def wait_budget_seconds(self) -> int:
-        """How long CloudFormation must be willing to wait for the job, margins included."""
-        job_seconds = self.max_wait_seconds if self.use_spot else self.max_run_seconds
-        return int(job_seconds or 0) + TRAINING_STARTUP_MARGIN_SECONDS
-
-
-@dataclass(frozen=True)
 class AutoscalingConfig:
     enabled: bool
     min_capacity: int
@@ -216,7 +196,7 @@ class AppConfig:
     log_retention_days: int
     alarm_emails: tuple[str, ...]
     storage: StorageConfig
-    training: TrainingConfig
+    training: TrainingJobSettings
     serving: ServingConfig
     client: ClientConfig
 
@@ -411,7 +391,7 @@ def _parse_dataset(section: _Section) -> DatasetConfig:
     )
 
 
-def _parse_training(section: _Section) -> TrainingConfig:
+def _parse_training(section: _Section) -> TrainingJobSettings:
     max_run = section.integer("max_run_seconds", 60, 28 * 24 * 3600)
     if max_run > LONGEST_TRAINING_WAIT_SECONDS:
         raise _too_long(section, "max_run_seconds", max_run)
@@ -433,7 +413,7 @@ def _parse_training(section: _Section) -> TrainingConfig:
             section.get("max_wait_seconds"),
             "null unless use_spot is true (SageMaker rejects a wait time without managed spot)",
         )
-    return TrainingConfig(
+    return TrainingJobSettings(
         instance_type=section.instance_type("instance_type"),
         instance_count=_single_instance(section),
         volume_size_gb=section.integer("volume_size_gb", 1, 16384),

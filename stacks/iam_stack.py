@@ -9,10 +9,7 @@ from constructs import Construct
 
 from constructs_lib.nag import acknowledge_wildcard_resource
 from constructs_lib.s3_location import S3Location
-
-TRAINING_OUTPUT_PREFIX = "training-output/"
-CHECKPOINT_PREFIX = "checkpoints/"
-DATA_CAPTURE_PREFIX = "data-capture/"
+from stacks.client_stack import ClientNames
 
 
 def allow(
@@ -36,19 +33,12 @@ def allow(
             acknowledge_wildcard_resource(role, resource, why_wildcards)
 
 
-def client_function_name(name_prefix: str) -> str:
-    return f"{name_prefix}-client"
-
-
-def client_failure_queue_name(name_prefix: str) -> str:
-    return f"{name_prefix}-client-failures"
-
-
 class IamStack(Stack):
-    """Roles are granted exact buckets, prefixes, repositories, queue and endpoint.
+    """Roles are granted exactly the locations, repositories, queue and endpoint given.
 
-    The client's function name, queue name and endpoint name are fixed by config, so this
-    stack can scope the client's role to them without depending on the client stack.
+    Owners name them (the storage stack its locations, the client stack its function and
+    queue, the config the endpoint), so this stack scopes the roles without depending on
+    the stacks that use them. A location that is None is one the app does not use.
     """
 
     def __init__(
@@ -56,35 +46,34 @@ class IamStack(Stack):
         scope: Construct,
         construct_id: str,
         *,
-        name_prefix: str,
         channels: list[S3Location],
-        models: S3Location,
-        input_bucket: S3Location,
-        output_bucket: S3Location,
+        training_output: S3Location,
+        checkpoints: S3Location | None,
+        data_capture: S3Location | None,
+        client_input: S3Location,
+        client_output: S3Location,
+        client_names: ClientNames,
         repositories: list[ecr.IRepository],
         endpoint_name: str,
-        use_spot: bool,
-        data_capture: bool,
         **kwargs,
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
-        self.training_output = S3Location(models.bucket_name, TRAINING_OUTPUT_PREFIX)
-        self.checkpoints = S3Location(models.bucket_name, CHECKPOINT_PREFIX)
-        self.data_capture = S3Location(models.bucket_name, DATA_CAPTURE_PREFIX)
         self.sagemaker_role = self._sagemaker_role(
-            channels, repositories, endpoint_name, use_spot, data_capture
+            [*channels, training_output, *filter(None, [checkpoints])],
+            [training_output, *filter(None, [checkpoints, data_capture])],
+            repositories,
+            endpoint_name,
         )
         self.client_role = self._client_role(
-            name_prefix, input_bucket, output_bucket, endpoint_name
+            client_names, client_input, client_output, endpoint_name
         )
 
     def _sagemaker_role(
         self,
-        channels: list[S3Location],
+        readable: list[S3Location],
+        writable: list[S3Location],
         repositories: list[ecr.IRepository],
         endpoint_name: str,
-        use_spot: bool,
-        data_capture: bool,
     ) -> iam.Role:
         """Read the dataset, write the model, pull the images, write logs and metrics."""
         role = iam.Role(
@@ -93,13 +82,6 @@ class IamStack(Stack):
             assumed_by=iam.ServicePrincipal("sagemaker.amazonaws.com"),
             description="Runs this app's training jobs and serves its endpoint.",
         )
-        readable = [*channels, self.training_output]
-        writable = [self.training_output]
-        if use_spot:
-            readable.append(self.checkpoints)
-            writable.append(self.checkpoints)
-        if data_capture:
-            writable.append(self.data_capture)
         prefixes = "Objects under the app's own prefixes; their keys are chosen at run time."
         self._allow_list(role, readable)
         allow(role, ["s3:GetObject"], [loc.objects_arn for loc in readable], why_wildcards=prefixes)
@@ -153,7 +135,7 @@ class IamStack(Stack):
 
     def _client_role(
         self,
-        name_prefix: str,
+        names: ClientNames,
         input_bucket: S3Location,
         output_bucket: S3Location,
         endpoint_name: str,
@@ -196,12 +178,12 @@ class IamStack(Stack):
         allow(
             role,
             ["sqs:SendMessage"],
-            [self.format_arn(service="sqs", resource=client_failure_queue_name(name_prefix))],
+            [self.format_arn(service="sqs", resource=names.failure_queue)],
         )
         allow(
             role,
             ["logs:CreateLogStream", "logs:PutLogEvents"],
-            [self._log_group_arn(f"/aws/lambda/{client_function_name(name_prefix)}")],
+            [self._log_group_arn(f"/aws/lambda/{names.function}")],
             why_wildcards="Lambda names the log streams in the function's log group at run time.",
         )
         return role

@@ -22,7 +22,11 @@ BUNDLED_CHANNELS = ("training", "validation")
 
 
 class StorageStack(Stack):
-    """Depends on nothing; everything else reads these buckets by name."""
+    """Depends on nothing; everything else reads these buckets by name.
+
+    It owns the buckets' layout and hands out locations: `training_output`, `checkpoints`
+    and `data_capture` in the models bucket, `input` and `output` for the client.
+    """
 
     def __init__(
         self,
@@ -80,6 +84,12 @@ class StorageStack(Stack):
             removal_policy=removal_policy,
             expiration_days=config.scored_object_expiration_days,
         )
+        models = self.models_bucket.bucket_name
+        self.training_output = S3Location(models, "training-output/")
+        self.checkpoints = S3Location(models, "checkpoints/")
+        self.data_capture = S3Location(models, "data-capture/")
+        self.input = S3Location(self.input_bucket.bucket_name, "")
+        self.output = S3Location(self.output_bucket.bucket_name, "")
         if removal_policy == RemovalPolicy.DESTROY:
             route_singleton_logs(
                 self,

@@ -9,12 +9,12 @@ from constructs import Construct
 
 from constructs_lib.s3_location import S3Location
 from constructs_lib.training_job import Channel, TrainingJob
-from stacks.config import TrainingConfig
+from constructs_lib.training_job.settings import TrainingJobSettings
 
 
 class TrainingStack(Stack):
-    """Exposes `model_data_url` and `job_name`, which change only when the model does, and
-    `model_inputs_digest`, a synth-time value that changes with them (see ServingStack).
+    """Exposes `model_data_url`, which changes only when the model does, and
+    `model_inputs_digest`, a synth-time value that changes with it (see ServingStack).
     """
 
     def __init__(
@@ -23,7 +23,7 @@ class TrainingStack(Stack):
         construct_id: str,
         *,
         name_prefix: str,
-        config: TrainingConfig,
+        config: TrainingJobSettings,
         role: iam.IRole,
         image_uri: str,
         channels: list[Channel],

@@ -18,7 +18,7 @@ from constructs_lib.log_groups import stack_log_group
 from constructs_lib.nag import acknowledge, acknowledge_wildcard_resource
 from constructs_lib.s3_location import S3Location
 from constructs_lib.training_job.handler.index import content_hash
-from stacks.config import PROVIDER_MARGIN_SECONDS, TrainingConfig
+from constructs_lib.training_job.settings import PROVIDER_MARGIN_SECONDS, TrainingJobSettings
 
 HANDLER_DIR = Path(__file__).parent / "handler"
 HANDLER_RUNTIME = lambda_.Runtime.PYTHON_3_14
@@ -48,7 +48,7 @@ class TrainingJob(Construct):
         construct_id: str,
         *,
         job_name_prefix: str,
-        config: TrainingConfig,
+        config: TrainingJobSettings,
         role: iam.IRole,
         image_uri: str,
         channels: list[Channel],

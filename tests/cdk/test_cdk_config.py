@@ -7,15 +7,12 @@ import json
 import pytest
 
 from app import build_app
-from stacks.config import (
-    CONTEXT_KEY,
+from constructs_lib.training_job.settings import (
     CUSTOM_RESOURCE_LIMIT_SECONDS,
     LONGEST_TRAINING_WAIT_SECONDS,
     PROVIDER_MARGIN_SECONDS,
-    AppConfig,
-    ConfigError,
-    apply_overrides,
 )
+from stacks.config import CONTEXT_KEY, AppConfig, ConfigError, apply_overrides
 
 from .cdk_synth import ROOT, context_with
 
