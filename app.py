@@ -24,6 +24,9 @@ from stacks.serving_stack import ServingStack
 from stacks.storage_stack import StorageStack
 from stacks.training_stack import TrainingStack
 
+# The deployment units, in deploy order; each stack's id is `<name_prefix>-<name>`.
+STACKS = ("storage", "registry", "iam", "training", "serving", "client")
+
 
 def build_app(context: dict[str, Any] | None = None, outdir: str | None = None) -> cdk.App:
     """Composes the stacks; tests call this with their own context and output directory."""
@@ -35,16 +38,17 @@ def build_app(context: dict[str, Any] | None = None, outdir: str | None = None) 
     # bake that region into every reference of an assembly synthesized without one.)
     env = cdk.Environment(account=config.account, region=config.region)
     prefix = config.name_prefix
+    stack_id = {name: f"{prefix}-{name}" for name in STACKS}
     retain_days = retention(config.log_retention_days)
 
     storage = StorageStack(
-        app, f"{prefix}-storage", config=config.storage, log_retention=retain_days, env=env
+        app, stack_id["storage"], config=config.storage, log_retention=retain_days, env=env
     )
-    registry = RegistryStack(app, f"{prefix}-registry", name_prefix=prefix, env=env)
+    registry = RegistryStack(app, stack_id["registry"], name_prefix=prefix, env=env)
     client_names = ClientNames.for_prefix(prefix)
     iam = IamStack(
         app,
-        f"{prefix}-iam",
+        stack_id["iam"],
         channels=[channel.location for channel in storage.channels],
         training_output=storage.training_output,
         checkpoints=storage.checkpoints if config.training.use_spot else None,
@@ -59,7 +63,7 @@ def build_app(context: dict[str, Any] | None = None, outdir: str | None = None) 
     iam.add_stack_dependency(registry, "the roles pull the registry's images")
     training = TrainingStack(
         app,
-        f"{prefix}-training",
+        stack_id["training"],
         name_prefix=prefix,
         config=config.training,
         role=iam.sagemaker_role,
@@ -74,7 +78,7 @@ def build_app(context: dict[str, Any] | None = None, outdir: str | None = None) 
     training.add_stack_dependency(storage, "the dataset must be uploaded before training reads it")
     serving = ServingStack(
         app,
-        f"{prefix}-serving",
+        stack_id["serving"],
         name_prefix=prefix,
         config=config.serving,
         role=iam.sagemaker_role,
@@ -88,7 +92,7 @@ def build_app(context: dict[str, Any] | None = None, outdir: str | None = None) 
     )
     client = ClientStack(
         app,
-        f"{prefix}-client",
+        stack_id["client"],
         names=client_names,
         config=config.client,
         role_arn=iam.client_role.role_arn,

@@ -1,6 +1,6 @@
 """Peak memory and wall time of the client Lambda scoring one large object.
 
-    .venv/bin/python benchmarks/client_memory.py --megabytes 100 --format jsonl --repeat 3
+    .venv/bin/python -m benchmarks.client_memory --megabytes 100 --format jsonl --repeat 3
 
 Starts the local stack (moto's S3 server, the real model server with a model
 trained by the real training program, the SageMaker runtime adapter), uploads
@@ -75,7 +75,8 @@ def run_handler_in_child(
     completed = subprocess.run(
         command,
         input=json.dumps(event),
-        env={**os.environ, **env, "PYTHONDONTWRITEBYTECODE": "1"},
+        # The function's folder is the import root, as in Lambda's runtime.
+        env={**os.environ, **env, "PYTHONDONTWRITEBYTECODE": "1", "PYTHONPATH": str(LAMBDA_DIR)},
         capture_output=True,
         text=True,
         check=False,
@@ -88,7 +89,6 @@ def run_handler_in_child(
 
 def _child(baseline: bool) -> None:
     """Inside the child: one cold start and one invocation, then report."""
-    sys.path.insert(0, str(LAMBDA_DIR))
     event = json.loads(sys.stdin.read())
     started = time.perf_counter()
     import lambda_function
@@ -154,7 +154,6 @@ def main() -> None:
         _child(args.baseline)
         return
 
-    sys.path.insert(0, str(REPO_ROOT))
     import boto3
 
     from local.credentials import FAKE_CREDENTIALS

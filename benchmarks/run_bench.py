@@ -244,7 +244,8 @@ def measure_lambda(megabytes: int) -> dict[str, float]:
     completed = subprocess.run(
         [
             sys.executable,
-            str(REPO / "benchmarks" / "client_memory.py"),
+            "-m",
+            "benchmarks.client_memory",
             "--megabytes",
             str(megabytes),
             "--format",
@@ -261,7 +262,7 @@ def measure_lambda(megabytes: int) -> dict[str, float]:
     baseline = LAMBDA_BASELINE.search(completed.stdout)
     if completed.returncode != 0 or run is None or baseline is None:
         raise RuntimeError(
-            f"benchmarks/client_memory.py failed or changed its output:\n"
+            f"benchmarks.client_memory failed or changed its output:\n"
             f"{completed.stdout}\n{completed.stderr[-3000:]}"
         )
     seconds = float(run["seconds"])

@@ -16,10 +16,44 @@ ENDPOINT_PAYLOAD_LIMIT = 6 * MIB
 # S3 multipart parts must be at least 5 MiB (except the last).
 MIN_PART_BYTES = 5 * MIB
 RETRY_MODES = ("standard", "adaptive")
+# Set by the client stack: where results go, and the endpoint to call.
+OUTPUT_BUCKET_VARIABLE = "INFERENCE_OUTPUT_BUCKET"
+ENDPOINT_VARIABLE = "MODEL_ENDPOINT"
 
 
 class ConfigError(Exception):
     """The function's environment variables are missing or invalid."""
+
+
+@dataclass(frozen=True)
+class IntSetting:
+    """An integer environment variable: its default and bounds, the one statement of them
+    (the CDK app checks the config's values against the same bounds at synth)."""
+
+    variable: str
+    default: int
+    low: int
+    high: int
+
+    def read(self, env: Mapping[str, str], problems: list[str]) -> int:
+        raw = env.get(self.variable, "").strip()
+        if not raw:
+            return self.default
+        allowed = f"allowed: {self.low}..{self.high}"
+        try:
+            value = int(raw)
+        except ValueError:
+            problems.append(f"{self.variable}={raw!r} is not an integer ({allowed})")
+            return self.default
+        if not self.low <= value <= self.high:
+            problems.append(f"{self.variable}={value} is out of range ({allowed})")
+        return value
+
+
+MAX_REQUEST_BYTES = IntSetting("MAX_REQUEST_BYTES", 5 * MIB, 1024, ENDPOINT_PAYLOAD_LIMIT)
+REQUEST_CONCURRENCY = IntSetting("REQUEST_CONCURRENCY", 4, 1, 16)
+MAX_ATTEMPTS = IntSetting("MAX_ATTEMPTS", 5, 1, 20)
+OUTPUT_PART_BYTES = IntSetting("OUTPUT_PART_BYTES", 8 * MIB, MIN_PART_BYTES, 100 * MIB)
 
 
 @dataclass(frozen=True)
@@ -28,34 +62,18 @@ class ClientConfig:
 
     output_bucket: str
     endpoint_name: str
-    max_request_bytes: int = 5 * MIB
-    request_concurrency: int = 4
-    max_attempts: int = 5
+    max_request_bytes: int = MAX_REQUEST_BYTES.default
+    request_concurrency: int = REQUEST_CONCURRENCY.default
+    max_attempts: int = MAX_ATTEMPTS.default
     retry_mode: str = "standard"
-    output_part_bytes: int = 8 * MIB
-
-
-def _int_var(
-    env: Mapping[str, str], name: str, default: int, low: int, high: int, problems: list[str]
-) -> int:
-    raw = env.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        problems.append(f"{name}={raw!r} is not an integer (allowed: {low}..{high})")
-        return default
-    if not low <= value <= high:
-        problems.append(f"{name}={value} is out of range (allowed: {low}..{high})")
-    return value
+    output_part_bytes: int = OUTPUT_PART_BYTES.default
 
 
 def load_config(env: Mapping[str, str]) -> ClientConfig:
     """Build the configuration from ``env`` or raise ``ConfigError`` listing every problem."""
     problems: list[str] = []
     required = {}
-    for name in ("INFERENCE_OUTPUT_BUCKET", "MODEL_ENDPOINT"):
+    for name in (OUTPUT_BUCKET_VARIABLE, ENDPOINT_VARIABLE):
         required[name] = env.get(name, "").strip()
         if not required[name]:
             problems.append(f"{name} is not set (required)")
@@ -63,17 +81,13 @@ def load_config(env: Mapping[str, str]) -> ClientConfig:
     if retry_mode not in RETRY_MODES:
         problems.append(f"RETRY_MODE={retry_mode!r} is not one of {', '.join(RETRY_MODES)}")
     config = ClientConfig(
-        output_bucket=required["INFERENCE_OUTPUT_BUCKET"],
-        endpoint_name=required["MODEL_ENDPOINT"],
-        max_request_bytes=_int_var(
-            env, "MAX_REQUEST_BYTES", 5 * MIB, 1024, ENDPOINT_PAYLOAD_LIMIT, problems
-        ),
-        request_concurrency=_int_var(env, "REQUEST_CONCURRENCY", 4, 1, 16, problems),
-        max_attempts=_int_var(env, "MAX_ATTEMPTS", 5, 1, 20, problems),
+        output_bucket=required[OUTPUT_BUCKET_VARIABLE],
+        endpoint_name=required[ENDPOINT_VARIABLE],
+        max_request_bytes=MAX_REQUEST_BYTES.read(env, problems),
+        request_concurrency=REQUEST_CONCURRENCY.read(env, problems),
+        max_attempts=MAX_ATTEMPTS.read(env, problems),
         retry_mode=retry_mode,
-        output_part_bytes=_int_var(
-            env, "OUTPUT_PART_BYTES", 8 * MIB, MIN_PART_BYTES, 100 * MIB, problems
-        ),
+        output_part_bytes=OUTPUT_PART_BYTES.read(env, problems),
     )
     if problems:
         raise ConfigError("invalid Lambda configuration: " + "; ".join(problems))

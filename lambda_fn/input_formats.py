@@ -15,6 +15,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from errors import PermanentError
+from file_types import MEDIA_TYPES
 from json_instances import InstanceTooLarge, json_instances
 from line_records import LineTooLong, numbered_lines
 
@@ -196,12 +197,9 @@ def _is_number(cell: bytes) -> bool:
     return True
 
 
-_JSON_LINES = JsonLinesFormat()
+_BY_MEDIA_TYPE = {fmt.content_type: fmt for fmt in (CsvFormat(), JsonLinesFormat(), JsonFormat())}
 FORMATS: dict[str, InputFormat] = {
-    ".csv": CsvFormat(),
-    ".jsonl": _JSON_LINES,
-    ".jsonlines": _JSON_LINES,
-    ".json": JsonFormat(),
+    extension: _BY_MEDIA_TYPE[media_type] for extension, media_type in MEDIA_TYPES.items()
 }
 
 

@@ -34,9 +34,12 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import unquote, urlsplit
 
+from model_kit.serving.config import MIB, REALTIME_MAX_PAYLOAD_MB
+
 from local.services import Stoppable
 
-PAYLOAD_LIMIT_BYTES = 6 * 1024 * 1024
+# SageMaker's own limit on a real-time request, which it enforces before the container.
+PAYLOAD_LIMIT_BYTES = REALTIME_MAX_PAYLOAD_MB * MIB
 CONTAINER_TIMEOUT_SECONDS = 60.0
 VARIANT_NAME = "AllTraffic"
 

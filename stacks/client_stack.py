@@ -21,12 +21,17 @@ from constructs_lib.alarm_topic import notify
 from constructs_lib.log_groups import stack_log_group
 from constructs_lib.nag import acknowledge
 from constructs_lib.singleton_logs import route_singleton_logs
+from lambda_fn.client_config import (
+    ENDPOINT_VARIABLE,
+    MAX_REQUEST_BYTES,
+    OUTPUT_BUCKET_VARIABLE,
+    REQUEST_CONCURRENCY,
+)
+from lambda_fn.file_types import MEDIA_TYPES
 from stacks.config import ClientConfig
 
 LAMBDA_DIR = Path(__file__).resolve().parent.parent / "lambda_fn"
 LAMBDA_EXCLUDE = ["**/__pycache__", "**/*.pyc", "**/.pytest_cache", "**/.venv", "tests"]
-# The extensions the client knows how to read (see lambda_fn/).
-SUPPORTED_SUFFIXES = (".csv", ".json", ".jsonl", ".jsonlines")
 RUNTIME = lambda_.Runtime.PYTHON_3_14
 
 
@@ -93,10 +98,10 @@ class ClientStack(Stack):
             max_event_age=Duration.seconds(config.max_event_age_seconds),
             on_failure=destinations.SqsDestination(failures),
             environment={
-                "INFERENCE_OUTPUT_BUCKET": output_bucket_name,
-                "MODEL_ENDPOINT": endpoint_name,
-                "MAX_REQUEST_BYTES": str(config.max_request_bytes),
-                "REQUEST_CONCURRENCY": str(config.request_concurrency),
+                OUTPUT_BUCKET_VARIABLE: output_bucket_name,
+                ENDPOINT_VARIABLE: endpoint_name,
+                MAX_REQUEST_BYTES.variable: str(config.max_request_bytes),
+                REQUEST_CONCURRENCY.variable: str(config.request_concurrency),
             },
             log_group=stack_log_group(
                 self, "Logs", retention=log_retention, name=f"/aws/lambda/{names.function}"
@@ -115,7 +120,7 @@ class ClientStack(Stack):
         )
         # S3's suffix filters are case-sensitive; the client reads any case, so both
         # common spellings (`.csv`, `.CSV`) fire it.
-        for suffix in (*SUPPORTED_SUFFIXES, *(s.upper() for s in SUPPORTED_SUFFIXES)):
+        for suffix in (*MEDIA_TYPES, *(s.upper() for s in MEDIA_TYPES)):
             function.add_event_source(
                 event_sources.S3EventSourceV2(
                     input_bucket,

@@ -13,10 +13,12 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
-# The training image's own rules for its hyperparameters, so a bad value fails synth in
-# seconds rather than a training job after a deployment.
+# The programs' own rules for the values the stacks hand them (hyperparameters, environment
+# variables), so a bad value fails synth in seconds rather than a job or an endpoint after a
+# deployment.
+from model_kit.serving import config as server_settings
 from model_kit.training.errors import TrainingError
 from model_kit.training.hyperparameters import parse_hyperparameters
 
@@ -27,6 +29,7 @@ from constructs_lib.training_job.settings import (
     TRAINING_STARTUP_MARGIN_SECONDS,
     TrainingJobSettings,
 )
+from lambda_fn import client_config as client_settings
 
 CONTEXT_KEY = "config"
 
@@ -44,6 +47,16 @@ S3_URI_PATTERN = re.compile(r"^s3://([a-z0-9][a-z0-9.-]{1,61}[a-z0-9])/(.+?)/?$"
 
 # The retention periods CloudWatch Logs accepts.
 LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827)
+
+
+class Bounded(Protocol):
+    """A program's integer setting: the bounds it accepts."""
+
+    @property
+    def low(self) -> int: ...
+
+    @property
+    def high(self) -> int: ...
 
 
 class ConfigError(ValueError):
@@ -100,6 +113,10 @@ class _Section:
         if not low <= number <= high:
             raise self.fail(name, value, allowed)
         return number
+
+    def setting(self, name: str, setting: Bounded) -> int:
+        """An integer the stacks pass to a program as ``setting``: within its bounds."""
+        return self.integer(name, setting.low, setting.high)
 
     def integer_in(self, name: str, choices: tuple[int, ...]) -> int:
         number = self.integer(name, min(choices), max(choices))
@@ -510,8 +527,12 @@ def _parse_serving(section: _Section) -> ServingConfig:
         ),
         instance_type=section.instance_type("instance_type"),
         initial_instance_count=initial,
-        model_server_workers=section.integer("model_server_workers", 1, 64),
-        model_server_timeout_seconds=section.integer("model_server_timeout_seconds", 1, 60),
+        model_server_workers=section.setting("model_server_workers", server_settings.WORKERS),
+        model_server_timeout_seconds=section.integer(
+            "model_server_timeout_seconds",
+            server_settings.TIMEOUT.low,
+            server_settings.REALTIME_TIMEOUT_SECONDS,
+        ),
         data_capture=section.boolean("data_capture"),
         data_capture_sampling_percentage=section.integer(
             "data_capture_sampling_percentage", 1, 100
@@ -537,9 +558,10 @@ def _parse_client(section: _Section) -> ClientConfig:
         timeout_seconds=section.integer("timeout_seconds", 1, 900),
         retry_attempts=section.integer("retry_attempts", 0, 2),
         max_event_age_seconds=section.integer("max_event_age_seconds", 60, 21600),
-        # The same bounds lambda_fn/client_config.py enforces when the function starts.
-        max_request_bytes=section.integer("max_request_bytes", 1024, 6 * 1024 * 1024),
-        request_concurrency=section.integer("request_concurrency", 1, 16),
+        max_request_bytes=section.setting("max_request_bytes", client_settings.MAX_REQUEST_BYTES),
+        request_concurrency=section.setting(
+            "request_concurrency", client_settings.REQUEST_CONCURRENCY
+        ),
         alarm_errors_threshold=section.integer("alarm_errors_threshold", 1, 10**6),
         alarm_dead_letters_threshold=section.integer("alarm_dead_letters_threshold", 1, 10**6),
     )

@@ -11,6 +11,7 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_sagemaker as sagemaker
 from constructs import Construct
+from model_kit.serving.config import TIMEOUT, WORKERS
 
 from constructs_lib.alarm_topic import AlarmTopic, notify
 from constructs_lib.keys import stack_key
@@ -76,8 +77,8 @@ class ServingStack(Stack):
                 model_data_url=model_data_url,
                 mode="SingleModel",
                 environment={
-                    "SAGEMAKER_MODEL_SERVER_WORKERS": str(config.model_server_workers),
-                    "SAGEMAKER_MODEL_SERVER_TIMEOUT": str(config.model_server_timeout_seconds),
+                    WORKERS.variable: str(config.model_server_workers),
+                    TIMEOUT.variable: str(config.model_server_timeout_seconds),
                     MODEL_INPUTS_VARIABLE: model_inputs_digest,
                 },
             ),

@@ -19,13 +19,14 @@ from pathlib import Path
 
 import pytest
 
+from app import STACKS
+
 from .cdk_synth import synthesize
 
 SNAPSHOTS = Path(__file__).parent / "snapshots"
 ASSET_HASH = re.compile(r"\b[0-9a-f]{64}\b")
 MODEL_INPUTS_DIGEST = re.compile(r'("MODEL_INPUTS_DIGEST": )"[0-9a-f]{16}"')
 UPDATE = os.environ.get("UPDATE_SNAPSHOTS") == "1"
-STACKS = ["storage", "registry", "iam", "training", "serving", "client"]
 
 
 def normalised(template: dict) -> str:

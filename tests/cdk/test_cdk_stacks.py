@@ -8,7 +8,7 @@ from graphlib import TopologicalSorter
 import pytest
 from aws_cdk.assertions import Match, Template
 
-STACKS = ["storage", "registry", "iam", "training", "serving", "client"]
+from app import STACKS
 
 
 def statements(template: dict, role_prefix: str) -> list[dict]:

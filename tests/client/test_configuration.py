@@ -64,3 +64,12 @@ def test_handler_reports_a_missing_variable_at_invocation_not_import(
             lambda_function.lambda_handler({"Records": []}, None)
     finally:
         lambda_function._processor.cache_clear()
+
+
+def test_the_request_limit_is_the_endpoint_limit_the_model_server_enforces() -> None:
+    """Two programs deployed apart each state SageMaker's real-time payload limit: the same."""
+    from model_kit.serving.config import REALTIME_MAX_PAYLOAD_MB
+
+    from lambda_fn.client_config import ENDPOINT_PAYLOAD_LIMIT
+
+    assert ENDPOINT_PAYLOAD_LIMIT == REALTIME_MAX_PAYLOAD_MB * MIB

@@ -19,6 +19,8 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from app import STACKS
+
 ROOT = Path(__file__).resolve().parents[2]
 INFERENCE_ROWS = 114
 TIMEOUT_S = 300
@@ -104,7 +106,7 @@ def test_demo_trains_with_the_synthesized_training_job(runs: Runs) -> None:
 
 
 def test_demo_summarises_every_stack(runs: Runs) -> None:
-    for stack in ("storage", "registry", "iam", "training", "serving", "client"):
+    for stack in STACKS:
         assert re.search(rf"custom-sm-{stack}: \d+ resources \(", runs.complete.output), stack
 
 

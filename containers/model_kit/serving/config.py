@@ -35,22 +35,39 @@ def available_cpus() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def _int_var(
-    env: Mapping[str, str], name: str, default: int, low: int, high: int, unit: str = ""
-) -> int:
-    raw = env.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        value = None
-    if value is None or not low <= value <= high:
-        raise ConfigError(
-            f"{name}={raw!r} is not allowed: expected a whole number{unit} "
-            f"from {low} to {high} (default {default})"
-        )
-    return value
+@dataclass(frozen=True)
+class IntSetting:
+    """An integer environment variable and its bounds, the one statement of them (the CDK
+    app checks the config's values against the same bounds at synth)."""
+
+    variable: str
+    low: int
+    high: int
+    unit: str = ""
+
+    def read(self, env: Mapping[str, str], default: int) -> int:
+        raw = env.get(self.variable, "").strip()
+        if not raw:
+            return default
+        try:
+            value = int(raw)
+        except ValueError:
+            value = None
+        if value is None or not self.low <= value <= self.high:
+            raise ConfigError(
+                f"{self.variable}={raw!r} is not allowed: expected a whole number{self.unit} "
+                f"from {self.low} to {self.high} (default {default})"
+            )
+        return value
+
+
+WORKERS = IntSetting("SAGEMAKER_MODEL_SERVER_WORKERS", 1, 256)
+TIMEOUT = IntSetting("SAGEMAKER_MODEL_SERVER_TIMEOUT", 1, 3600, " of seconds")
+PORT = IntSetting("SAGEMAKER_BIND_TO_PORT", 1, 65535)
+MAX_PAYLOAD_MB = IntSetting("SAGEMAKER_MAX_PAYLOAD_IN_MB", 1, BATCH_MAX_PAYLOAD_MB, " of MB")
+MAX_CONCURRENT_TRANSFORMS = IntSetting("SAGEMAKER_MAX_CONCURRENT_TRANSFORMS", 1, 1024)
+# A real-time endpoint's container must answer an invocation within 60 s.
+REALTIME_TIMEOUT_SECONDS = 60
 
 
 def _bool_var(env: Mapping[str, str], name: str, default: bool) -> bool:
@@ -100,30 +117,21 @@ class ServerConfig:
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> ServerConfig:
         env = os.environ if env is None else env
-        workers = _int_var(env, "SAGEMAKER_MODEL_SERVER_WORKERS", available_cpus(), 1, 256)
+        workers = WORKERS.read(env, available_cpus())
         batch = _bool_var(env, "SAGEMAKER_BATCH", False)
         max_payload_mb = REALTIME_MAX_PAYLOAD_MB
-        if batch and env.get("SAGEMAKER_MAX_PAYLOAD_IN_MB", "").strip() == "0":
+        if batch and env.get(MAX_PAYLOAD_MB.variable, "").strip() == "0":
             raise ConfigError(UNBOUNDED_PAYLOAD)
         if batch:
-            max_payload_mb = _int_var(
-                env,
-                "SAGEMAKER_MAX_PAYLOAD_IN_MB",
-                REALTIME_MAX_PAYLOAD_MB,
-                1,
-                BATCH_MAX_PAYLOAD_MB,
-                " of MB",
-            )
+            max_payload_mb = MAX_PAYLOAD_MB.read(env, REALTIME_MAX_PAYLOAD_MB)
         return cls(
-            port=_int_var(env, "SAGEMAKER_BIND_TO_PORT", 8080, 1, 65535),
+            port=PORT.read(env, 8080),
             workers=workers,
-            timeout_s=_int_var(env, "SAGEMAKER_MODEL_SERVER_TIMEOUT", 60, 1, 3600, " of seconds"),
+            timeout_s=TIMEOUT.read(env, REALTIME_TIMEOUT_SECONDS),
             batch=batch,
             max_payload_mb=max_payload_mb,
             batch_strategy=_choice_var(
                 env, "SAGEMAKER_BATCH_STRATEGY", "MULTI_RECORD", BATCH_STRATEGIES
             ),
-            max_concurrent_transforms=_int_var(
-                env, "SAGEMAKER_MAX_CONCURRENT_TRANSFORMS", workers, 1, 1024
-            ),
+            max_concurrent_transforms=MAX_CONCURRENT_TRANSFORMS.read(env, workers),
         )
