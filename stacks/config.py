@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any, Protocol
 
 # The programs' own rules for the values the stacks hand them (hyperparameters, environment
@@ -293,61 +293,19 @@ def _decode(value: Any) -> Any:
     return value
 
 
-_ROOT = {
-    "name_prefix",
-    "account",
-    "region",
-    "log_retention_days",
-    "alarm_emails",
-    "storage",
-    "training",
-    "serving",
-    "client",
-}
-_STORAGE = {
-    "removal_policy",
-    "noncurrent_version_expiration_days",
-    "scored_object_expiration_days",
-    "access_log_expiration_days",
-    "dataset",
-}
-_DATASET = {"training_uri", "validation_uri", "version"}
-_TRAINING = {
-    "instance_type",
-    "instance_count",
-    "volume_size_gb",
-    "max_run_seconds",
-    "use_spot",
-    "max_wait_seconds",
-    "hyperparameters",
-    "metric_definitions",
-}
-_SERVING = {
-    "endpoint_name",
-    "instance_type",
-    "initial_instance_count",
-    "model_server_workers",
-    "model_server_timeout_seconds",
-    "data_capture",
-    "data_capture_sampling_percentage",
-    "autoscaling",
-    "alarm_5xx_errors_threshold",
-    "alarm_model_latency_p99_ms",
-    "blue_green_wait_seconds",
-    "accelerator_type",
-}
-_AUTOSCALING = {"enabled", "min_capacity", "max_capacity", "target_invocations_per_instance"}
-_CLIENT = {
-    "reserved_concurrency",
-    "memory_mb",
-    "timeout_seconds",
-    "retry_attempts",
-    "max_event_age_seconds",
-    "max_request_bytes",
-    "request_concurrency",
-    "alarm_errors_threshold",
-    "alarm_dead_letters_threshold",
-}
+def _keys(config_class: type) -> set[str]:
+    """The keys a config section allows: its dataclass's fields, so a knob is declared once."""
+    return {field.name for field in fields(config_class)}
+
+
+_ROOT = _keys(AppConfig)
+_STORAGE = _keys(StorageConfig)
+_DATASET = _keys(DatasetConfig)
+_TRAINING = _keys(TrainingJobSettings)
+# accelerator_type is no field: it is accepted only to be refused with a reason.
+_SERVING = _keys(ServingConfig) | {"accelerator_type"}
+_AUTOSCALING = _keys(AutoscalingConfig)
+_CLIENT = _keys(ClientConfig)
 
 
 def _parse_alarm_emails(section: _Section) -> tuple[str, ...]:
