@@ -21,7 +21,8 @@ $(NATIVE): $(wildcard containers/model_kit/serving/*.c) containers/model_kit/ser
 # The dev virtualenv: every pinned package, and model_kit (containers/) installed editable, so
 # the tests, the app's synth-time checks and the tools import it like the images do.
 $(PY_STAMP): requirements.txt requirements-dev.txt constraints.txt containers/requirements-model.txt \
-		containers/requirements-training.txt containers/requirements-inference.txt containers/pyproject.toml
+		containers/requirements-training.txt containers/requirements-inference.txt \
+		containers/requirements-lightgbm.txt containers/requirements-xgboost.txt containers/pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt -c constraints.txt
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -e containers
@@ -41,8 +42,9 @@ synth: setup
 	npx cdk synth --quiet
 
 # The whole pipeline on this machine (no AWS account): synth, train, package, serve, score.
+# DEMO_ARGS: `-c KEY=VALUE` overrides for the synth, e.g. DEMO_ARGS="-c config.model_family=xgboost".
 demo: setup
-	$(PY) -m local.demo
+	$(PY) -m local.demo $(DEMO_ARGS)
 
 # `cdk deploy --all` into moto (new account, unchanged tree, retrain) and `cdk destroy --all`
 # (retain, destroy), checked; prints what the emulator skipped. `make test` runs it too.
@@ -54,7 +56,7 @@ rehearse: setup
 # (podman, runc and debootstrap are installed from Debian when missing: that needs root).
 # The image storage stays under build/images (the cache); `make clean` removes it.
 image-test: setup
-	$(PY) -m local.images
+	$(PY) -m local.images $(IMAGE_TEST_ARGS)
 
 # Coverage-guided fuzzing of every request decoder and the answer writer, the server's C code
 # built with clang under ASan and UBSan (FUZZ_SECONDS, default 300). Installs atheris, and clang from Debian (as root).

@@ -44,7 +44,9 @@ def build_app(context: dict[str, Any] | None = None, outdir: str | None = None) 
     storage = StorageStack(
         app, stack_id["storage"], config=config.storage, log_retention=retain_days, env=env
     )
-    registry = RegistryStack(app, stack_id["registry"], name_prefix=prefix, env=env)
+    registry = RegistryStack(
+        app, stack_id["registry"], name_prefix=prefix, model_family=config.model_family, env=env
+    )
     client_names = ClientNames.for_prefix(prefix)
     iam = IamStack(
         app,

@@ -503,7 +503,8 @@ def markdown(results: dict[str, Any], commentary: str) -> str:
         f"- {machine['cpu']}, {machine['cpus']} CPUs, {machine['memory_gib']} GiB, Linux "
         f"{machine['kernel']}, Python {machine['python']}, nginx {machine['nginx']}, "
         f"{machine['wrk']}.",
-        f"- Model: LightGBM, {results['model']['trees']} trees, "
+        f"- Model: {results['model']['family']}, {results['model']['iterations']} boosting "
+        "iterations, "
         f"{results['model']['features']} features, trained by `containers/bin/train` on the "
         "bundled data in the same run; both servers load that same model directory.",
         f"- Both servers: {results['arguments']['workers']} workers, one OpenMP thread per "

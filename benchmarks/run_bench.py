@@ -321,7 +321,11 @@ def main() -> None:
         work = Path(scratch)
         ml_root = train_model(work / "ml")
         model = load_model(ml_root / "model")
-        results["model"] = {"trees": model.booster.num_trees(), "features": model.n_features}
+        results["model"] = {
+            "family": model.family,
+            "iterations": model.metadata["best_iteration"],
+            "features": model.n_features,
+        }
         results["payloads"] = {
             name: {"records": p.records, "bytes": len(p.body)} for name, p in payloads.items()
         }

@@ -205,7 +205,7 @@ def measure_codecs(model_dir: Path) -> None:
         return encoders.csv(proba.argmax(axis=1), proba)
 
     print_table(
-        f"In-process prediction ({model.booster.num_trees()} trees)",
+        f"In-process prediction ({model.family}, {model.metadata['best_iteration']} iterations)",
         [
             (
                 "5 MB, 1 thread",

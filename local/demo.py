@@ -15,7 +15,7 @@ configuration read back from the synthesized templates (never a second copy):
 Each run works in a directory of its own (``build/demo/<time>-<pid>/``, or
 ``--workdir``) on free ports, so two demos at once never collide.
 
-    python -m local.demo [--workdir DIR]
+    python -m local.demo [--workdir DIR] [-c KEY=VALUE ...]
 """
 
 from __future__ import annotations
@@ -83,9 +83,9 @@ def say(text: str) -> None:
 # --- the synthesized app: the one source of truth for what the demo runs ------------------
 
 
-def run_training(ml_root: Path) -> str:
+def run_training(ml_root: Path, image_env: dict[str, str]) -> str:
     """Run ``train`` as ``docker run IMAGE train`` would; echo and return its log."""
-    env = {**os.environ, "ML_ROOT": str(ml_root), "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, **image_env, "ML_ROOT": str(ml_root), "PYTHONUNBUFFERED": "1"}
     lines: list[str] = []
     with subprocess.Popen(
         [sys.executable, str(TRAIN_PROGRAM)],
@@ -144,21 +144,24 @@ def count_records(csv_file: Path) -> int:
 # --- the pipeline ------------------------------------------------------------------------
 
 
-def run(workdir: Path, progress: Progress) -> dict[str, Any]:
+def run(workdir: Path, progress: Progress, context: list[str]) -> dict[str, Any]:
     workdir.mkdir(parents=True, exist_ok=True)
     cdk_out = workdir / "cdk.out"
 
     with progress.step("Synthesizing the six stacks (npx cdk synth)"):
-        templates = synthesize(cdk_out)
+        templates = synthesize(cdk_out, context)
         for line in templates.summary():
             say(line)
+        # What the images' Dockerfiles set from their build arguments (the model family).
+        image_env = templates.image_build_args
+        say(f"images built with {json.dumps(image_env, sort_keys=True)}")
 
     with progress.step("Training on the bundled data, as the training stack's job would"):
         job = templates.the("Custom::SageMakerTrainingJob")
         training_root = fresh_dir(workdir / "training")
         prepare_training_tree(training_root, job)
         say(f"hyperparameters: {json.dumps(job['HyperParameters'], sort_keys=True)}")
-        metrics = parse_metrics(run_training(training_root), job["MetricDefinitions"])
+        metrics = parse_metrics(run_training(training_root, image_env), job["MetricDefinitions"])
         for name, value in metrics.items():
             say(f"metric {name}: {value}")
 
@@ -177,7 +180,10 @@ def run(workdir: Path, progress: Progress) -> dict[str, Any]:
             workers = int(container_env.get("SAGEMAKER_MODEL_SERVER_WORKERS", "1"))
             model_server = services.enter_context(
                 start_model_server(
-                    serving_root, workers=workers, env=container_env, log_dir=workdir
+                    serving_root,
+                    workers=workers,
+                    env={**image_env, **container_env},
+                    log_dir=workdir,
                 )
             )
             say(
@@ -288,13 +294,21 @@ def main(argv: list[str] | None = None) -> int:
         help="where the templates, model, archive and predictions go (default: a new folder "
         "under build/demo/)",
     )
+    parser.add_argument(
+        "-c",
+        "--context",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="passed to `cdk synth -c`, e.g. -c config.model_family=xgboost",
+    )
     args = parser.parse_args(argv)
     _stop_on_sigterm()
     for name in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE"):
         os.environ.pop(name, None)
     progress = Progress(total=6)
     try:
-        result = run(args.workdir.resolve(), progress)
+        result = run(args.workdir.resolve(), progress, args.context)
     except JobError as error:
         print(f"\nDemo failed at {progress.current}: {error}", file=sys.stderr, flush=True)
         return 1

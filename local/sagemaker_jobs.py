@@ -15,6 +15,7 @@ import stat
 import subprocess
 import tarfile
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,8 @@ class Templates:
     """The synthesized CloudFormation templates, by stack name."""
 
     by_stack: dict[str, dict[str, Any]]
+    # The build arguments of the app's images (one set: both are built alike).
+    image_build_args: dict[str, str]
 
     @classmethod
     def read(cls, cdk_out: Path) -> Templates:
@@ -43,7 +46,14 @@ class Templates:
             for name, artifact in manifest["artifacts"].items()
             if artifact["type"] == "aws:cloudformation:stack"
         }
-        return cls(by_stack)
+        build_args = {
+            json.dumps(image["source"].get("dockerBuildArgs", {}), sort_keys=True)
+            for assets in cdk_out.glob("*.assets.json")
+            for image in json.loads(assets.read_text()).get("dockerImages", {}).values()
+        }
+        if len(build_args) != 1:
+            raise JobError(f"expected the app's images built alike, found build args {build_args}")
+        return cls(by_stack, json.loads(build_args.pop()))
 
     def resources(self, resource_type: str) -> list[dict[str, Any]]:
         return [
@@ -81,8 +91,10 @@ def literal_values(mapping: dict[str, Any]) -> dict[str, str]:
     return {key: value for key, value in mapping.items() if isinstance(value, str)}
 
 
-def synthesize(cdk_out: Path) -> Templates:
+def synthesize(cdk_out: Path, context: Sequence[str] = ()) -> Templates:
+    """``cdk synth`` into ``cdk_out``, with ``-c KEY=VALUE`` for each of ``context``."""
     command = ["npx", "--no-install", "cdk", "synth", "--quiet", "--output", str(cdk_out)]
+    command += [argument for item in context for argument in ("-c", item)]
     result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
     if result.returncode != 0:
         raise JobError(f"`{' '.join(command)}` failed:\n{result.stdout}{result.stderr}")

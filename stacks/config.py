@@ -18,6 +18,7 @@ from typing import Any, Protocol
 # The programs' own rules for the values the stacks hand them (hyperparameters, environment
 # variables), so a bad value fails synth in seconds rather than a job or an endpoint after a
 # deployment.
+from model_kit import families
 from model_kit.serving import config as server_settings
 from model_kit.training.errors import TrainingError
 from model_kit.training.hyperparameters import parse_hyperparameters
@@ -207,6 +208,8 @@ class ClientConfig:
 @dataclass(frozen=True)
 class AppConfig:
     name_prefix: str
+    # The model library both images are built for (containers/model_kit/families).
+    model_family: str
     # None: the account and region of the credentials `cdk deploy` runs with.
     account: str | None
     region: str | None
@@ -231,12 +234,14 @@ class AppConfig:
     @classmethod
     def parse(cls, raw: Any) -> AppConfig:
         root = _Section(raw, CONTEXT_KEY, _ROOT)
+        model_family = root.choice("model_family", tuple(sorted(families.MODULES)))
         return cls(
             name_prefix=root.string(
                 "name_prefix",
                 NAME_PREFIX_PATTERN,
                 "2-20 lowercase letters, digits or hyphens, starting with a letter",
             ),
+            model_family=model_family,
             account=root.optional_string(
                 "account", ACCOUNT_PATTERN, "null (the deploying credentials' account) or 12 digits"
             ),
@@ -251,7 +256,7 @@ class AppConfig:
                 _Section(root.get("storage", {}), root.key("storage"), _STORAGE)
             ),
             training=_parse_training(
-                _Section(root.get("training", {}), root.key("training"), _TRAINING)
+                _Section(root.get("training", {}), root.key("training"), _TRAINING), model_family
             ),
             serving=_parse_serving(
                 _Section(root.get("serving", {}), root.key("serving"), _SERVING)
@@ -366,7 +371,7 @@ def _parse_dataset(section: _Section) -> DatasetConfig:
     )
 
 
-def _parse_training(section: _Section) -> TrainingJobSettings:
+def _parse_training(section: _Section, model_family: str) -> TrainingJobSettings:
     max_run = section.integer("max_run_seconds", 60, 28 * 24 * 3600)
     if max_run > LONGEST_TRAINING_WAIT_SECONDS:
         raise _too_long(section, "max_run_seconds", max_run)
@@ -395,7 +400,7 @@ def _parse_training(section: _Section) -> TrainingJobSettings:
         max_run_seconds=max_run,
         use_spot=use_spot,
         max_wait_seconds=max_wait,
-        hyperparameters=_parse_hyperparameters(section),
+        hyperparameters=_parse_hyperparameters(section, model_family),
         metric_definitions=_parse_metric_definitions(section),
     )
 
@@ -421,14 +426,14 @@ def _too_long(section: _Section, name: str, value: int) -> ConfigError:
     )
 
 
-def _parse_hyperparameters(section: _Section) -> dict[str, str]:
-    """Checked by the training program's own parser; sent to SageMaker as strings."""
+def _parse_hyperparameters(section: _Section, model_family: str) -> dict[str, str]:
+    """Checked by the training program's own parser, for the family; sent as strings."""
     raw = section.get("hyperparameters", {})
     key = section.key("hyperparameters")
     if not isinstance(raw, Mapping):
         raise ConfigError(f"{key}: got {_describe(raw)}; allowed: an object of name: value")
     try:
-        parse_hyperparameters(raw, source=key)
+        parse_hyperparameters(raw, source=key, family=model_family)
     except TrainingError as error:
         raise ConfigError(str(error)) from error
     return {name: str(value).strip() for name, value in sorted(raw.items())}

@@ -8,6 +8,7 @@ from aws_cdk import CfnOutput, IgnoreMode, Stack
 from aws_cdk import aws_ecr_assets as ecr_assets
 from aws_cdk import aws_ssm as ssm
 from constructs import Construct
+from model_kit import families
 
 CONTAINERS_DIR = Path(__file__).resolve().parent.parent / "containers"
 # Caches and virtualenvs must not change an image's hash (and so retrain a model); CDK also
@@ -42,8 +43,20 @@ INFERENCE_ONLY = [
 ]
 
 
+def other_families_files(model_family: str) -> list[str]:
+    """The other families' code and requirements: an image holds its own family only, so a
+    change to another family neither rebuilds it nor retrains its model."""
+    return [
+        path
+        for name, module in sorted(families.MODULES.items())
+        if name != model_family
+        for path in (f"requirements-{name}.txt", f"{module.replace('.', '/')}.py")
+    ]
+
+
 class RegistryStack(Stack):
-    """Builds both images as CDK assets (pushed by `cdk deploy`) and records their URIs.
+    """Builds both images, for one model family, as CDK assets (pushed by `cdk deploy`) and
+    records their URIs.
 
     A stack of assets alone would be an empty template, which CloudFormation refuses to
     deploy; the SSM parameters give it real resources, and they tell operators (and
@@ -56,15 +69,26 @@ class RegistryStack(Stack):
         construct_id: str,
         *,
         name_prefix: str,
+        model_family: str,
         containers_dir: Path = CONTAINERS_DIR,
         **kwargs,
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
+        self.model_family = model_family
+        others = other_families_files(model_family)
         self.training_image = self._image(
-            "Training", "Dockerfile.training", containers_dir, INFERENCE_ONLY, name_prefix
+            "Training",
+            "Dockerfile.training",
+            containers_dir,
+            [*INFERENCE_ONLY, *others],
+            name_prefix,
         )
         self.inference_image = self._image(
-            "Inference", "Dockerfile.inference", containers_dir, TRAINING_ONLY, name_prefix
+            "Inference",
+            "Dockerfile.inference",
+            containers_dir,
+            [*TRAINING_ONLY, *others],
+            name_prefix,
         )
 
     def _image(
@@ -72,7 +96,7 @@ class RegistryStack(Stack):
         role: str,
         dockerfile: str,
         containers_dir: Path,
-        other_image_files: list[str],
+        left_out: list[str],
         name_prefix: str,
     ) -> ecr_assets.DockerImageAsset:
         image = ecr_assets.DockerImageAsset(
@@ -81,7 +105,8 @@ class RegistryStack(Stack):
             directory=str(containers_dir),
             file=dockerfile,
             platform=ecr_assets.Platform.LINUX_AMD64,
-            exclude=[*BUILD_CONTEXT_EXCLUDE, *other_image_files],
+            exclude=[*BUILD_CONTEXT_EXCLUDE, *left_out],
+            build_args={families.VARIABLE: self.model_family},
             ignore_mode=IgnoreMode.DOCKER,
             display_name=f"{name_prefix} {role.lower()} image",
         )

@@ -21,6 +21,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
+from model_kit import families
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 TRAIN_PROGRAM = REPO_ROOT / "containers" / "bin" / "train"
@@ -105,11 +106,17 @@ def make_ml_root(
     return root
 
 
-def run_train(ml_root: Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    """Run the real training program as SageMaker would, relocated to ``ml_root``."""
+def run_train(
+    ml_root: Path, timeout: float = 120, family: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run the real training program as SageMaker would, relocated to ``ml_root``; as an
+    image built for ``family`` would (default: the default family)."""
+    env = {**os.environ, "ML_ROOT": str(ml_root)}
+    if family is not None:
+        env[families.VARIABLE] = family
     return subprocess.run(
         [sys.executable, str(TRAIN_PROGRAM)],
-        env={**os.environ, "ML_ROOT": str(ml_root)},
+        env=env,
         capture_output=True,
         text=True,
         timeout=timeout,

@@ -1,11 +1,9 @@
 """The model artefact: what training writes and the server loads.
 
-A model directory holds two files:
-
-- ``model.txt``: LightGBM's text model. Loading it parses numbers; it never
-  executes code, so a model file is data, not a program (unlike pickle).
-- ``metadata.json``: the schema the model was trained on (feature names in
-  order, classes), the hyperparameters, the metrics and library versions.
+A model directory holds ``metadata.json`` (the schema the model was trained on: feature
+names in order and classes; the model family; the hyperparameters, metrics and library
+versions) and the family's own model file(s), e.g. LightGBM's ``model.txt``. Every family
+stores its model as data that loading parses, never as code it runs (no pickle).
 """
 
 from __future__ import annotations
@@ -14,36 +12,40 @@ import json
 import platform
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import lightgbm
 import numpy as np
 
-MODEL_FILE = "model.txt"
+from model_kit import families
+from model_kit.families.base import ModelLoadError
+
+if TYPE_CHECKING:
+    from model_kit.families.base import Fitted, ModelFamily, Predictor
+
+__all__ = ["Label", "Model", "ModelLoadError", "library_versions", "load_model", "save_model"]
+
 METADATA_FILE = "metadata.json"
-FORMAT_VERSION = 1
+# 2: the metadata names the model family.
+FORMAT_VERSION = 2
 
 Label = str | int
 
 
-class ModelLoadError(Exception):
-    """The model directory is missing, incomplete or of another format."""
-
-
-def library_versions() -> dict[str, str]:
+def library_versions(family: ModelFamily) -> dict[str, str]:
     """Versions that shape the model, recorded beside it for reproducibility."""
     return {
         "python": platform.python_version(),
-        "lightgbm": lightgbm.__version__,
         "numpy": np.__version__,
+        **family.library_versions(),
     }
 
 
 @dataclass(frozen=True)
 class Model:
-    """A trained classifier with the schema it expects."""
+    """A trained classifier of some family, with the schema it expects."""
 
-    booster: lightgbm.Booster
+    predictor: Predictor
+    family: str
     feature_names: tuple[str, ...]
     classes: tuple[Label, ...]
     metadata: dict[str, Any]
@@ -54,10 +56,7 @@ class Model:
 
     def predict_proba(self, features: np.ndarray, num_threads: int = 0) -> np.ndarray:
         """Class probabilities, shape ``(rows, len(classes))``; NaN means missing."""
-        raw = self.booster.predict(features, num_threads=num_threads)
-        if len(self.classes) == 2:
-            return np.column_stack((1.0 - raw, raw))
-        return raw
+        return self.predictor.predict_proba(features, num_threads=num_threads)
 
     def predict_labels(self, probabilities: np.ndarray) -> list[Label]:
         return [self.classes[i] for i in probabilities.argmax(axis=1)]
@@ -65,7 +64,8 @@ class Model:
 
 def save_model(
     model_dir: Path,
-    booster: lightgbm.Booster,
+    fitted: Fitted,
+    family: ModelFamily,
     *,
     feature_names: list[str],
     classes: list[Label],
@@ -73,26 +73,31 @@ def save_model(
 ) -> None:
     """Write the model and its metadata; ``extra`` carries hyperparameters, metrics, ..."""
     model_dir.mkdir(parents=True, exist_ok=True)
-    booster.save_model(str(model_dir / MODEL_FILE), num_iteration=booster.best_iteration or None)
+    fitted.save(model_dir)
     metadata = {
         "format_version": FORMAT_VERSION,
+        "family": family.name,
         "feature_names": feature_names,
         "classes": classes,
-        "library_versions": library_versions(),
+        "library_versions": library_versions(family),
+        **fitted.summary(),
         **extra,
     }
     (model_dir / METADATA_FILE).write_text(json.dumps(metadata, indent=2, sort_keys=True) + "\n")
 
 
-def load_model(model_dir: Path) -> Model:
-    """Load a model directory written by :func:`save_model`, or say what is wrong."""
-    model_file, metadata_file = model_dir / MODEL_FILE, model_dir / METADATA_FILE
-    for required in (model_file, metadata_file):
-        if not required.is_file():
-            present = sorted(p.name for p in model_dir.iterdir()) if model_dir.is_dir() else []
-            raise ModelLoadError(
-                f"model file {required} not found; {model_dir} holds: {present or 'nothing'}"
-            )
+def load_model(model_dir: Path, family: str | None = None) -> Model:
+    """Load a model directory written by :func:`save_model`, or say what is wrong.
+
+    ``family``: the one family this process serves (an image's); None takes the family
+    the metadata names.
+    """
+    metadata_file = model_dir / METADATA_FILE
+    if not metadata_file.is_file():
+        present = sorted(p.name for p in model_dir.iterdir()) if model_dir.is_dir() else []
+        raise ModelLoadError(
+            f"model file {metadata_file} not found; {model_dir} holds: {present or 'nothing'}"
+        )
     try:
         metadata = json.loads(metadata_file.read_text())
     except json.JSONDecodeError as exc:
@@ -102,16 +107,22 @@ def load_model(model_dir: Path) -> Model:
             f"{metadata_file} has format_version {metadata.get('format_version')!r}; "
             f"this code reads format_version {FORMAT_VERSION}"
         )
-    booster = lightgbm.Booster(model_file=str(model_file))
-    feature_names = tuple(metadata["feature_names"])
-    if booster.num_feature() != len(feature_names):
+    trained_by = metadata.get("family")
+    if family is not None and trained_by != family:
         raise ModelLoadError(
-            f"{model_file} expects {booster.num_feature()} features but {metadata_file} "
-            f"names {len(feature_names)}"
+            f"{model_dir} holds a {trained_by} model; this image serves {family} models "
+            "(build both images for one model family)"
         )
+    try:
+        own = families.get(trained_by)
+    except families.UnknownFamily as exc:
+        raise ModelLoadError(f"{metadata_file}: {exc}") from exc
+    feature_names = tuple(metadata["feature_names"])
+    classes = tuple(metadata["classes"])
     return Model(
-        booster=booster,
+        predictor=own.load(model_dir, len(feature_names), len(classes)),
+        family=trained_by,
         feature_names=feature_names,
-        classes=tuple(metadata["classes"]),
+        classes=classes,
         metadata=metadata,
     )

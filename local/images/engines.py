@@ -62,7 +62,15 @@ class Engine:
     build_options: list[str] = field(default_factory=list)
     run_options: list[str] = field(default_factory=list)
 
-    def build(self, image: str, context: Path, dockerfile: str, tag: str, log: Path) -> None:
+    def build(
+        self,
+        image: str,
+        context: Path,
+        dockerfile: str,
+        tag: str,
+        log: Path,
+        build_args: dict[str, str],
+    ) -> None:
         """Builds `tag`; on failure raises ImageError naming `image` and the failed step."""
         started = time.monotonic()
         process = subprocess.run(
@@ -70,6 +78,7 @@ class Engine:
                 *self.command,
                 "build",
                 *self.build_options,
+                *(f"--build-arg={key}={value}" for key, value in sorted(build_args.items())),
                 "-f",
                 str(context / dockerfile),
                 "-t",

@@ -20,6 +20,7 @@ import re
 import shutil
 import time
 import urllib.request
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -55,7 +56,9 @@ TRAIN_TIMEOUT_SECONDS = 600
 PING_TIMEOUT_SECONDS = 120
 # SageMaker sends SIGTERM, then SIGKILL after 30 s.
 STOP_GRACE_SECONDS = 30
-REMOVED_FOR_THE_BROKEN_BUILD = "COPY requirements-model.txt requirements-training.txt ./"
+REMOVED_FOR_THE_BROKEN_BUILD = (
+    "COPY requirements-model.txt requirements-training.txt requirements-${MODEL_FAMILY}.txt ./"
+)
 
 
 @dataclass(kw_only=True)
@@ -107,7 +110,9 @@ def image_assets(cdk_out: Path) -> dict[str, ImageAsset]:
 def build(engine: Engine, run: ImageRun, name: str, asset: ImageAsset, logs: Path) -> str:
     tag = f"localhost/custom-sm-image-test/{name}:{asset.tag[:12]}"
     started = time.monotonic()
-    engine.build(name, asset.directory, asset.dockerfile, tag, logs / f"build-{name}.log")
+    engine.build(
+        name, asset.directory, asset.dockerfile, tag, logs / f"build-{name}.log", asset.build_args
+    )
     run.built[name] = time.monotonic() - started
     engine.remove_other_tags(tag)
     return tag
@@ -136,7 +141,8 @@ def check_training(
         metrics = {"error": str(error)}
     run.check(
         "train runs in the training image and writes the model",
-        "model.txt" in written and "error" not in metrics,
+        # metadata.json and the family's own model file(s)
+        "metadata.json" in written and len(written) > 1 and "error" not in metrics,
         f"/opt/ml/model: {', '.join(written) or 'empty'}; metrics {json.dumps(metrics)}",
     )
     return ml_root / "model"
@@ -291,6 +297,7 @@ def check_broken_build(engine: Engine, run: ImageRun, asset: ImageAsset, workdir
             asset.dockerfile,
             "localhost/custom-sm-image-test/broken:x",
             workdir / "build-broken.log",
+            asset.build_args,
         )
         message = "it built"
         named = False
@@ -303,7 +310,7 @@ def check_broken_build(engine: Engine, run: ImageRun, asset: ImageAsset, workdir
     run.check("a broken Dockerfile fails naming the image and the step", named, message)
 
 
-def image_test(workdir: Path) -> ImageRun:
+def image_test(workdir: Path, context: Sequence[str] = ()) -> ImageRun:
     """Runs every step it can; a step that leaves nothing to go on ends the run as a failed
     check that names the image and the step."""
     run = ImageRun()
@@ -312,7 +319,7 @@ def image_test(workdir: Path) -> ImageRun:
         engine = choose_engine(workdir, run)
         cdk_out = workdir / "cdk.out"
         shutil.rmtree(cdk_out, ignore_errors=True)
-        templates = synthesize(cdk_out)
+        templates = synthesize(cdk_out, context)
         assets = image_assets(cdk_out)
         scratch = fresh_dir(workdir / "runs")
         images = {name: build(engine, run, name, asset, workdir) for name, asset in assets.items()}

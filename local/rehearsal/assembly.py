@@ -28,6 +28,7 @@ class ImageAsset:
     platform: str | None
     repository: str
     tag: str
+    build_args: dict[str, str]
 
 
 @dataclass(frozen=True)
@@ -105,6 +106,7 @@ def _stack(
                         asset["source"].get("platform"),
                         destination["repositoryName"],
                         destination["imageTag"],
+                        asset["source"].get("dockerBuildArgs", {}),
                     )
                 )
     return StackArtifact(

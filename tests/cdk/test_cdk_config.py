@@ -38,19 +38,17 @@ def test_defaults_follow_the_seed_where_it_is_valid():
 
 
 def test_hyperparameters_are_the_exact_strings_sent_to_sagemaker():
+    """cdk.json sets the common ones; each family's own take its defaults unless set."""
     assert parse().training.hyperparameters == {
         "early_stopping_rounds": "20",
-        "feature_fraction": "1.0",
-        "lambda_l2": "0.0",
         "learning_rate": "0.1",
-        "max_depth": "-1",
-        "min_data_in_leaf": "20",
         "num_iterations": "200",
-        "num_leaves": "31",
         "seed": "42",
         "target": "label",
         "validation_fraction": "0.2",
     }
+    family_own = {"config.training.hyperparameters.num_leaves": "63"}
+    assert parse(**family_own).training.hyperparameters["num_leaves"] == "63"
 
 
 def test_command_line_strings_are_typed():
@@ -182,8 +180,22 @@ BAD_VALUES = [
     pytest.param(
         {"config.training.hyperparameters.eta": "0.3"},
         "unknown hyperparameter 'eta' in config.training.hyperparameters; allowed "
-        "hyperparameters are: target, learning_rate,",
+        "hyperparameters (model family lightgbm) are: target, learning_rate,",
         id="unknown-hyperparameter",
+    ),
+    pytest.param(
+        {
+            "config.model_family": "xgboost",
+            "config.training.hyperparameters": '{"num_leaves": "31"}',
+        },
+        "unknown hyperparameter 'num_leaves' in config.training.hyperparameters; allowed "
+        "hyperparameters (model family xgboost) are:",
+        id="hyperparameter-of-another-family",
+    ),
+    pytest.param(
+        {"config.model_family": "catboost"},
+        "config.model_family: got 'catboost'; allowed: lightgbm or xgboost",
+        id="unknown-model-family",
     ),
     pytest.param(
         {"config.training.metric_definitions": '[{"Name": "acc", "Regex": "acc: [0-9.]+"}]'},

@@ -18,10 +18,11 @@ import re
 from pathlib import Path
 
 import pytest
+from model_kit import families
 
 from app import STACKS
 
-from .cdk_synth import synthesize
+from .cdk_synth import Synthesized, context_with, synthesize
 
 SNAPSHOTS = Path(__file__).parent / "snapshots"
 ASSET_HASH = re.compile(r"\b[0-9a-f]{64}\b")
@@ -47,6 +48,29 @@ def test_template_matches_snapshot(synthesized, stack):
         f"{stack} template differs from {snapshot}; if intended, rerun with UPDATE_SNAPSHOTS=1 "
         "and review the diff"
     )
+
+
+@pytest.fixture(scope="module")
+def other_families(tmp_path_factory) -> dict[str, Synthesized]:
+    return {
+        family: synthesize(
+            tmp_path_factory.mktemp(f"cdk.out.{family}"),
+            context_with(**{"config.model_family": family}),
+        )
+        for family in sorted(families.MODULES)
+        if family != families.DEFAULT
+    }
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_every_family_synthesizes_the_same_templates_but_its_images(other_families, stack):
+    """A family changes which images are built (their hashes), nothing else in any stack."""
+    snapshot = (SNAPSHOTS / f"{stack}.json").read_text()
+    for family, synthesized in other_families.items():
+        assert normalised(synthesized.template(stack)) == snapshot, family
+        assets = json.loads((synthesized.outdir / "custom-sm-registry.assets.json").read_text())
+        for image in assets["dockerImages"].values():
+            assert image["source"]["dockerBuildArgs"] == {families.VARIABLE: family}
 
 
 def test_snapshots_hold_no_raw_asset_hash():

@@ -199,14 +199,20 @@ def test_images_are_amd64_builds_of_the_two_dockerfiles(synthesized):
     ]
 
 
-def image_hashes(containers_dir, outdir) -> dict[str, str]:
+def image_hashes(containers_dir, outdir, model_family="lightgbm") -> dict[str, str]:
     """Synthesizes the registry stack alone on `containers_dir`: {Dockerfile: asset hash}."""
     import aws_cdk as cdk
 
     from stacks.registry_stack import RegistryStack
 
     app = cdk.App(outdir=str(outdir))
-    RegistryStack(app, "registry", name_prefix="test", containers_dir=containers_dir)
+    RegistryStack(
+        app,
+        "registry",
+        name_prefix="test",
+        model_family=model_family,
+        containers_dir=containers_dir,
+    )
     app.synth()
     assets = json.loads((outdir / "registry.assets.json").read_text())
     return {
@@ -248,6 +254,13 @@ def test_image_hashes_ignore_caches_and_the_other_images_files(tmp_path):
     shared_changed = image_hashes(context, tmp_path / "shared")
     assert shared_changed["Dockerfile.training"] != both_changed["Dockerfile.training"]
     assert shared_changed["Dockerfile.inference"] != both_changed["Dockerfile.inference"]
+
+    # Another family's code or library changes neither image of this one; its own, both.
+    (context / "model_kit" / "families" / "xgboost_trees.py").write_text("CHANGED = 1\n")
+    (context / "requirements-xgboost.txt").write_text("xgboost-cpu==0.0.0\n")
+    assert image_hashes(context, tmp_path / "other") == shared_changed
+    xgboost_images = image_hashes(context, tmp_path / "xgboost", model_family="xgboost")
+    assert set(xgboost_images.values()).isdisjoint(shared_changed.values())
 
 
 def test_each_staged_build_context_holds_only_its_image_files(synthesized):

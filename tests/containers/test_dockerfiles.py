@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from conftest import REPO_ROOT
+from model_kit import families
 
 CONTEXT = REPO_ROOT / "containers"
 EXPECTED = ("Dockerfile.training", "Dockerfile.inference")
@@ -57,7 +58,10 @@ def test_copy_sources_exist_in_the_build_context(dockerfile):
     for arguments in copies:
         *sources, _destination = [a for a in arguments.split() if not a.startswith("--")]
         for source in sources:
-            assert list(CONTEXT.glob(source)), f"{dockerfile.name}: COPY {source} not found"
+            # A source named by the family build argument must exist for every family.
+            for family in families.MODULES if "${MODEL_FAMILY}" in source else [None]:
+                path = source.replace("${MODEL_FAMILY}", family or "")
+                assert list(CONTEXT.glob(path)), f"{dockerfile.name}: COPY {path} not found"
 
 
 def test_training_image_runs_train_from_path_unbuffered():

@@ -106,7 +106,7 @@ def test_a_missing_model_exits_non_zero_naming_the_path(tmp_path):
     assert result.returncode == 1
     model_dir = tmp_path / "empty_root" / "model"
     assert f"cannot load the model from {model_dir}" in result.stderr
-    assert "model.txt not found" in result.stderr
+    assert "metadata.json not found" in result.stderr
 
 
 def test_a_corrupt_model_exits_non_zero_naming_the_path(tmp_path, trained_model_dir):

@@ -76,7 +76,8 @@ def test_trained_model_loads_with_its_schema_and_training_facts(trained_model_di
     assert metadata["validation_source"] == "validation channel"
     assert metadata["hyperparameters"]["learning_rate"] == 0.1
     assert 1 <= metadata["best_iteration"] <= metadata["iterations_run"] <= 200
-    assert model.booster.current_iteration() == metadata["best_iteration"]
+    assert metadata["family"] == model.family == "lightgbm"
+    assert model.predictor.booster.current_iteration() == metadata["best_iteration"]
 
 
 def test_runs_by_path_from_any_directory_without_config_files(tmp_path):
@@ -256,4 +257,4 @@ def test_column_names_lightgbm_cannot_store_keep_their_real_names_in_metadata(tm
     assert_trained(run_train(ml_root), ml_root)
     model = load_model(ml_root / "model")
     assert model.feature_names[:2] == ("radius [mm]", "texture: mean")
-    assert model.booster.feature_name()[:2] == ["radius__mm_", "texture__mean"]
+    assert model.predictor.booster.feature_name()[:2] == ["radius__mm_", "texture__mean"]

@@ -115,7 +115,10 @@ def test_unknown_hyperparameter_lists_the_allowed_ones(tmp_path):
     )
     reason = failure_of(ml_root)
     assert reason.startswith("unknown hyperparameter 'learning_rat' in hyperparameters.json;")
-    assert "allowed hyperparameters are: target, learning_rate, num_iterations," in reason
+    assert (
+        "allowed hyperparameters (model family lightgbm) are: target, learning_rate, "
+        "num_iterations," in reason
+    )
 
 
 def test_invalid_hyperparameter_value_names_key_value_and_range(tmp_path):

@@ -12,14 +12,19 @@ from dataclasses import fields
 
 import pytest
 from conftest import REPO_ROOT
+from model_kit import families
 from model_kit.training.errors import TrainingError
 from model_kit.training.hyperparameters import RULES, Hyperparameters, parse_hyperparameters
 
 CONTAINERS_DIR = REPO_ROOT / "containers"
 
 
-def test_every_hyperparameter_has_a_rule():
-    assert list(RULES) == [field.name for field in fields(Hyperparameters)]
+@pytest.mark.parametrize("name", families.names())
+def test_every_hyperparameter_has_a_rule_and_every_family_rule_a_default(name):
+    assert list(RULES) == [field.name for field in fields(Hyperparameters) if field.name != "model"]
+    family = families.get(name)
+    assert set(family.rules) == set(family.defaults)
+    assert not set(family.rules) & set(RULES), "a family's own names must not hide common ones"
 
 
 def test_strings_are_typed_and_defaults_fill_the_rest():
@@ -27,13 +32,25 @@ def test_strings_are_typed_and_defaults_fill_the_rest():
         {"learning_rate": "0.05", "num_iterations": "300.0", "max_depth": "-1", "seed": 7},
         source="hyperparameters.json",
     )
-    assert parsed == Hyperparameters(learning_rate=0.05, num_iterations=300, seed=7)
+    lightgbm_defaults = families.get("lightgbm").defaults
+    assert parsed == Hyperparameters(
+        learning_rate=0.05, num_iterations=300, seed=7, model=lightgbm_defaults
+    )
     assert isinstance(parsed.num_iterations, int)
+
+
+def test_each_family_checks_its_own_hyperparameters():
+    parsed = parse_hyperparameters({"max_depth": "4"}, source="h.json", family="xgboost")
+    assert parsed.model == {**families.get("xgboost").defaults, "max_depth": 4}
+    with pytest.raises(TrainingError, match=r"'num_leaves' in h.json; allowed hyperparameters"):
+        parse_hyperparameters({"num_leaves": "31"}, source="h.json", family="xgboost")
+    with pytest.raises(TrainingError, match=r"unknown model family 'catboost'; known families"):
+        parse_hyperparameters({}, source="h.json", family="catboost")
 
 
 def test_platform_keys_are_ignored():
     raw = {"_tuning_objective_metric": "val_accuracy", "sagemaker_region": "eu-west-1"}
-    assert parse_hyperparameters(raw, source="h.json") == Hyperparameters()
+    assert parse_hyperparameters(raw, source="h.json") == parse_hyperparameters({}, "h.json")
 
 
 @pytest.mark.parametrize(
@@ -70,11 +87,13 @@ def test_non_scalar_value_is_refused():
         parse_hyperparameters({"num_leaves": [31]}, source="h.json")
 
 
-def test_the_module_imports_only_the_standard_library():
-    """The CDK app imports it at synth, where the model libraries need not be installed."""
+def test_the_rules_are_read_with_the_standard_library_only():
+    """The CDK app checks them at synth, where the model libraries need not be installed."""
     check = (
-        "import sys; import model_kit.training.hyperparameters; "
-        "print(sorted({'numpy', 'lightgbm', 'scipy'} & set(sys.modules)))"
+        "import sys; from model_kit.training.hyperparameters import parse_hyperparameters; "
+        "from model_kit import families; "
+        "[parse_hyperparameters({}, 'h.json', name) for name in families.names()]; "
+        "print(sorted({'numpy', 'lightgbm', 'xgboost', 'scipy'} & set(sys.modules)))"
     )
     result = subprocess.run(
         [sys.executable, "-c", check],

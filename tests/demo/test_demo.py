@@ -40,9 +40,16 @@ class Runs:
     interrupted_urls: list[str]
 
 
-def start_demo(workdir: Path) -> subprocess.Popen[str]:
+def start_demo(workdir: Path, *context: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-m", "local.demo", "--workdir", str(workdir)],
+        [
+            sys.executable,
+            "-m",
+            "local.demo",
+            "--workdir",
+            str(workdir),
+            *(argument for item in context for argument in ("-c", item)),
+        ],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -103,6 +110,22 @@ def test_demo_trains_with_the_synthesized_training_job(runs: Runs) -> None:
     assert accuracy >= 0.90
     for definition in job["MetricDefinitions"]:
         assert f"metric {definition['Name']}: " in run.output
+
+
+def test_demo_runs_another_model_family_by_one_override(tmp_path: Path) -> None:
+    """The images' family from the synth reaches training and serving; same output contract."""
+    demo = start_demo(tmp_path / "xgboost", "config.model_family=xgboost")
+    output, _ = demo.communicate(timeout=TIMEOUT_S)
+    assert demo.returncode == 0, output
+    assert 'images built with {"MODEL_FAMILY": "xgboost"}' in output
+    assert "model family: xgboost" in output
+    metadata = json.loads(
+        (tmp_path / "xgboost" / "training" / "model" / "metadata.json").read_text()
+    )
+    assert metadata["family"] == "xgboost"
+    predictions = (tmp_path / "xgboost" / "predictions.csv").read_text().splitlines()
+    assert len(predictions) == INFERENCE_ROWS
+    assert set(predictions) <= {"benign", "malignant"}
 
 
 def test_demo_summarises_every_stack(runs: Runs) -> None:

@@ -10,6 +10,8 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from model_kit.rules import available_cpus
+
 MIB = 1024 * 1024
 REALTIME_MAX_PAYLOAD_MB = 6
 BATCH_MAX_PAYLOAD_MB = 100
@@ -28,11 +30,6 @@ GRACEFUL_TIMEOUT_S = 25
 
 class ConfigError(ValueError):
     """An environment variable holds a value the server cannot use."""
-
-
-def available_cpus() -> int:
-    """CPUs this process may run on (a container's CPU set, not the host's count)."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 @dataclass(frozen=True)

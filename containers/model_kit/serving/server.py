@@ -130,6 +130,7 @@ def main() -> None:
     pin_master_threads()
     memory.tune()
 
+    from model_kit import families
     from model_kit.model_io import load_model
     from model_kit.paths import MLPaths
     from model_kit.serving import native
@@ -142,7 +143,8 @@ def main() -> None:
 
     model_dir = MLPaths.from_env().model_dir
     try:
-        model = load_model(model_dir)
+        # An image serves the one family it was built for; unset (a dev run), any.
+        model = load_model(model_dir, family=os.environ.get(families.VARIABLE) or None)
     except Exception as exc:
         _fail(f"cannot load the model from {model_dir}: {exc}", 1)
     log.info(

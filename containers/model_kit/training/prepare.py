@@ -1,4 +1,4 @@
-"""From channel folders to the arrays LightGBM trains on, with the validation set decided."""
+"""From channel folders to the arrays a model family trains on, with the validation set decided."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """Stopping on SIGTERM: what ``StopTrainingJob`` sends, 120 s before SIGKILL.
 
 The handler raises :class:`TrainingStopped` at once, so it interrupts data
-loading as well as training (LightGBM returns to Python after every boosting
+loading as well as training (the model libraries return to Python after every boosting
 iteration, where the exception surfaces). Once the model is being saved, a
 signal is only recorded: a half-written model would be worse than a late exit.
 """

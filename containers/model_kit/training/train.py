@@ -12,6 +12,7 @@ import logging
 import sys
 import traceback
 
+from model_kit import families
 from model_kit.paths import MLPaths
 from model_kit.training.errors import TrainingError, TrainingStopped
 from model_kit.training.failure import report_failure
@@ -39,7 +40,12 @@ def configure_logging() -> None:
 def train(paths: MLPaths, stop: StopRequest) -> None:
     """Configuration, then data, then model: each step fails with a reason of its own."""
     stop.phase = "reading the configuration"
-    hp = read_hyperparameters(paths.hyperparameters_file)
+    try:
+        family = families.get(families.configured())
+    except families.UnknownFamily as exc:
+        raise TrainingError(f"{families.VARIABLE}: {exc}") from exc
+    log.info("model family: %s", family.name)
+    hp = read_hyperparameters(paths.hyperparameters_file, family.name)
     log.info("hyperparameters: %s", hp.as_dict())
     check_input_data_config(paths)
     log_resource_config(paths)
@@ -47,11 +53,11 @@ def train(paths: MLPaths, stop: StopRequest) -> None:
     data = prepare_data(paths, hp)
     stop.phase = "starting to train, before the first iteration"
     log.info("data loaded; starting to train")
-    # Imported only now: LightGBM takes about a second to import (more where
-    # scikit-learn is installed), which a run with bad input need not wait for.
+    # Imported only now: model libraries take about a second to import, which a run with
+    # bad input need not wait for.
     from model_kit.training.modelling import train_and_save
 
-    train_and_save(paths, hp, data, stop)
+    train_and_save(paths, hp, data, stop, family)
 
 
 def main() -> int:

@@ -1,0 +1,166 @@
+"""XGBoost's gradient-boosted trees (the ``xgboost-cpu`` wheel: no GPU libraries).
+
+The second family, proof that the seam holds (see the README's "Bring your own model").
+The model file is XGBoost's JSON format (``model.json``), data that loading parses, never
+code. XGBoost is imported only inside the methods (see ``families.base``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from model_kit.families.base import ModelLoadError
+from model_kit.rules import Rule, available_cpus, parse_float, parse_int
+
+if TYPE_CHECKING:
+    import numpy as np
+    import xgboost
+
+    from model_kit.training.hyperparameters import Hyperparameters
+    from model_kit.training.prepare import PreparedData
+
+log = logging.getLogger(__name__)
+
+MODEL_FILE = "model.json"
+
+
+def xgboost_params(hp: Hyperparameters, n_classes: int) -> dict[str, object]:
+    """XGBoost parameters: the hyperparameters plus its histogram method on every core."""
+    binary = n_classes == 2
+    params: dict[str, object] = {
+        "objective": xgboost_params_objective(n_classes),
+        "eval_metric": "logloss" if binary else "mlogloss",
+        "eta": hp.learning_rate,
+        **hp.model,
+        "seed": hp.seed,
+        "tree_method": "hist",
+        "nthread": available_cpus(),
+        "verbosity": 0,
+    }
+    if not binary:
+        params["num_class"] = n_classes
+    return params
+
+
+@dataclass(frozen=True)
+class BoosterPredictor:
+    booster: xgboost.Booster
+    n_classes: int
+
+    def predict_proba(self, features: np.ndarray, num_threads: int = 0) -> np.ndarray:
+        import numpy as np
+
+        self.booster.set_param({"nthread": num_threads or available_cpus()})
+        raw = self.booster.inplace_predict(features, missing=np.nan)
+        if self.n_classes == 2:
+            return np.column_stack((1.0 - raw, raw))
+        return raw
+
+
+@dataclass(frozen=True)
+class FittedBooster(BoosterPredictor):
+    iterations_run: int
+    best_iteration: int
+
+    def save(self, model_dir: Path) -> None:
+        self.booster.save_model(str(model_dir / MODEL_FILE))
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "objective": xgboost_params_objective(self.n_classes),
+            "best_iteration": self.best_iteration,
+            "iterations_run": self.iterations_run,
+        }
+
+
+def xgboost_params_objective(n_classes: int) -> str:
+    return "binary:logistic" if n_classes == 2 else "multi:softprob"
+
+
+class XGBoostTrees:
+    name = "xgboost"
+    rules: ClassVar[Mapping[str, Rule]] = {
+        "max_depth": Rule(parse_int, "a whole number >= 0 (0: no limit)", lambda v: v >= 0),
+        "min_child_weight": Rule(parse_float, "a number >= 0", lambda v: v >= 0),
+        "subsample": Rule(parse_float, "a number in (0, 1]", lambda v: 0 < v <= 1),
+        "colsample_bytree": Rule(parse_float, "a number in (0, 1]", lambda v: 0 < v <= 1),
+        "reg_lambda": Rule(parse_float, "a number >= 0", lambda v: v >= 0),
+    }
+    defaults: ClassVar[Mapping[str, Any]] = {
+        "max_depth": 6,
+        "min_child_weight": 1.0,
+        "subsample": 1.0,
+        "colsample_bytree": 1.0,
+        "reg_lambda": 1.0,
+    }
+
+    def library_versions(self) -> dict[str, str]:
+        import xgboost
+
+        return {"xgboost": xgboost.__version__}
+
+    def fit(
+        self, data: PreparedData, hp: Hyperparameters, on_iteration: Callable[[int, int], None]
+    ) -> FittedBooster:
+        """Train on the training set, watch the validation set; stop early when it stops
+        improving. The booster is cut to its best iteration before it is kept."""
+        import numpy as np
+        import xgboost
+
+        n_classes = len(data.classes)
+        log.info(
+            "training XGBoost (%s, %d classes)", xgboost_params_objective(n_classes), n_classes
+        )
+        train_set = xgboost.DMatrix(data.train_x, label=data.train_y, missing=np.nan)
+        validation_set = xgboost.DMatrix(data.val_x, label=data.val_y, missing=np.nan)
+        from model_kit.training.progress import ProgressLog
+
+        progress = ProgressLog(on_iteration)
+
+        class Report(xgboost.callback.TrainingCallback):
+            def after_iteration(self, model: Any, epoch: int, evals_log: Any) -> bool:
+                losses = [
+                    (name, metric, values[-1])
+                    for name, metrics in evals_log.items()
+                    for metric, values in metrics.items()
+                ]
+                progress.iteration(epoch + 1, hp.num_iterations, losses)
+                return False
+
+        booster = xgboost.train(
+            xgboost_params(hp, n_classes),
+            train_set,
+            num_boost_round=hp.num_iterations,
+            evals=[(validation_set, "validation")],
+            early_stopping_rounds=hp.early_stopping_rounds or None,
+            callbacks=[Report()],
+            verbose_eval=False,
+        )
+        best = booster.best_iteration + 1 if hp.early_stopping_rounds else progress.done
+        progress.finished(hp, best)
+        return FittedBooster(booster[:best], n_classes, progress.done, best)
+
+    def load(self, model_dir: Path, n_features: int, n_classes: int) -> BoosterPredictor:
+        import xgboost
+
+        model_file = model_dir / MODEL_FILE
+        if not model_file.is_file():
+            raise ModelLoadError(f"model file {model_file} not found")
+        booster = xgboost.Booster()
+        try:
+            booster.load_model(str(model_file))
+        except xgboost.core.XGBoostError as exc:
+            raise ModelLoadError(f"{model_file} is not an XGBoost model: {exc}") from exc
+        if booster.num_features() != n_features:
+            raise ModelLoadError(
+                f"{model_file} expects {booster.num_features()} features but the metadata "
+                f"names {n_features}"
+            )
+        return BoosterPredictor(booster, n_classes)
+
+
+FAMILY = XGBoostTrees()
