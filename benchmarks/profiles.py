@@ -8,12 +8,10 @@ explanation of the 5 MB numbers.
 
 from __future__ import annotations
 
-import asyncio
 import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from model_kit.model_io import Model
 from model_kit.serving import decoders
@@ -23,6 +21,7 @@ from model_kit.serving.encoders import PredictionEncoders
 from pyinstrument import Profiler
 
 from benchmarks.timing import median_ms
+from local.asgi_call import call
 
 # Runs per in-process stage timing.
 STAGE_REPEATS = 5
@@ -36,26 +35,8 @@ def our_app(model: Model, workers: int) -> InferenceApp:
 
 def call_ours(app: InferenceApp, body: bytes, accept: str = "text/csv") -> bytes:
     """One ``/invocations`` request through our ASGI app; the response body."""
-    scope: dict[str, Any] = {
-        "type": "http",
-        "method": "POST",
-        "path": "/invocations",
-        "headers": [
-            (b"content-type", b"text/csv"),
-            (b"accept", accept.encode()),
-            (b"content-length", str(len(body)).encode()),
-        ],
-    }
-    sent: list[dict[str, Any]] = []
-
-    async def receive() -> dict[str, Any]:
-        return {"type": "http.request", "body": body, "more_body": False}
-
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
-
-    asyncio.run(app(scope, receive, send))
-    return sent[-1]["body"]
+    _, answer = call(app, "/invocations", body, {"Content-Type": "text/csv", "Accept": accept})
+    return answer
 
 
 def stage_ms(model: Model, body: bytes) -> dict[str, float]:

@@ -75,45 +75,29 @@ class RegistryStack(Stack):
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
         self.model_family = model_family
+        self.name_prefix = name_prefix
         others = other_families_files(model_family)
-        self.training_image = self._image(
-            "Training",
-            "Dockerfile.training",
-            containers_dir,
-            [*INFERENCE_ONLY, *others],
-            name_prefix,
-        )
-        self.inference_image = self._image(
-            "Inference",
-            "Dockerfile.inference",
-            containers_dir,
-            [*TRAINING_ONLY, *others],
-            name_prefix,
-        )
+        self.training_image = self._image("Training", containers_dir, [*INFERENCE_ONLY, *others])
+        self.inference_image = self._image("Inference", containers_dir, [*TRAINING_ONLY, *others])
 
     def _image(
-        self,
-        role: str,
-        dockerfile: str,
-        containers_dir: Path,
-        left_out: list[str],
-        name_prefix: str,
+        self, role: str, containers_dir: Path, left_out: list[str]
     ) -> ecr_assets.DockerImageAsset:
         image = ecr_assets.DockerImageAsset(
             self,
             f"{role}Image",
             directory=str(containers_dir),
-            file=dockerfile,
+            file=f"Dockerfile.{role.lower()}",
             platform=ecr_assets.Platform.LINUX_AMD64,
             exclude=[*BUILD_CONTEXT_EXCLUDE, *left_out],
             build_args={families.VARIABLE: self.model_family},
             ignore_mode=IgnoreMode.DOCKER,
-            display_name=f"{name_prefix} {role.lower()} image",
+            display_name=f"{self.name_prefix} {role.lower()} image",
         )
         ssm.StringParameter(
             self,
             f"{role}ImageUri",
-            parameter_name=f"/{name_prefix}/images/{role.lower()}",
+            parameter_name=f"/{self.name_prefix}/images/{role.lower()}",
             string_value=image.image_uri,
             description=f"The {role.lower()} image the app deploys.",
         )

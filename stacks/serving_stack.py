@@ -174,19 +174,15 @@ class ServingStack(Stack):
     def _alarms(self, config: ServingConfig) -> list[cloudwatch.Alarm]:
         """5xx errors and p99 model latency: they page, and they roll a deployment back."""
         dimensions = {"EndpointName": config.endpoint_name, "VariantName": VARIANT_NAME}
-        errors = cloudwatch.Metric(
-            namespace="AWS/SageMaker",
-            metric_name="Invocation5XXErrors",
-            dimensions_map=dimensions,
-            statistic="Sum",
-            period=Duration.minutes(1),
-        )
-        latency = cloudwatch.Metric(
-            namespace="AWS/SageMaker",
-            metric_name="ModelLatency",
-            dimensions_map=dimensions,
-            statistic="p99",
-            period=Duration.minutes(1),
+        errors, latency = (
+            cloudwatch.Metric(
+                namespace="AWS/SageMaker",
+                metric_name=name,
+                dimensions_map=dimensions,
+                statistic=statistic,
+                period=Duration.minutes(1),
+            )
+            for name, statistic in (("Invocation5XXErrors", "Sum"), ("ModelLatency", "p99"))
         )
         return [
             cloudwatch.Alarm(

@@ -50,21 +50,16 @@ class StorageStack(Stack):
         acknowledge(
             access_logs, "S1", "This is the access-log bucket; logging it into itself would loop."
         )
-        self.data_bucket = secure_bucket(
-            self,
-            "Data",
-            access_logs=access_logs,
-            versioned=True,
-            removal_policy=removal_policy,
-            noncurrent_version_expiration_days=config.noncurrent_version_expiration_days,
-        )
-        self.models_bucket = secure_bucket(
-            self,
-            "Models",
-            access_logs=access_logs,
-            versioned=True,
-            removal_policy=removal_policy,
-            noncurrent_version_expiration_days=config.noncurrent_version_expiration_days,
+        self.data_bucket, self.models_bucket = (
+            secure_bucket(
+                self,
+                name,
+                access_logs=access_logs,
+                versioned=True,
+                removal_policy=removal_policy,
+                noncurrent_version_expiration_days=config.noncurrent_version_expiration_days,
+            )
+            for name in ("Data", "Models")
         )
         # Versioned so the client reads exactly the object version that fired its event.
         self.input_bucket = secure_bucket(

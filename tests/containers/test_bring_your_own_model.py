@@ -7,7 +7,6 @@ served by the real server app: nothing else in the kit changes.
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -26,6 +25,8 @@ from model_kit.serving.app import InferenceApp
 from model_kit.serving.config import ServerConfig
 from model_kit.training.stop_signal import StopRequest
 from model_kit.training.train import train
+
+from local.asgi_call import call
 
 MODEL_FILE = "centroids.json"
 
@@ -92,26 +93,6 @@ def centroid_family(monkeypatch):
     return family
 
 
-def answer(app: InferenceApp, body: bytes) -> tuple[int, bytes]:
-    """One /invocations request through the server's ASGI app."""
-    scope = {
-        "type": "http",
-        "method": "POST",
-        "path": "/invocations",
-        "headers": [(b"content-type", b"text/csv"), (b"accept", b"application/json")],
-    }
-    sent: list[dict[str, Any]] = []
-
-    async def receive() -> dict[str, Any]:
-        return {"type": "http.request", "body": body, "more_body": False}
-
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
-
-    asyncio.run(app(scope, receive, send))
-    return sent[0]["status"], sent[-1]["body"]
-
-
 def test_a_family_defined_outside_the_kit_trains_and_serves(centroid_family, tmp_path, monkeypatch):
     ml_root = make_ml_root(
         tmp_path,
@@ -126,7 +107,8 @@ def test_a_family_defined_outside_the_kit_trains_and_serves(centroid_family, tmp
     assert model.metadata["hyperparameters"]["sharpness"] == 2.0
     assert model.metadata["metrics"]["val_accuracy"] >= 0.85
     app = InferenceApp(model, ServerConfig.from_env({}), threads=1)
-    status, body = answer(app, INFERENCE_CSV.read_bytes())
+    headers = {"Content-Type": "text/csv", "Accept": "application/json"}
+    status, body = call(app, "/invocations", INFERENCE_CSV.read_bytes(), headers)
     assert status == 200
     predictions = json.loads(body)["predictions"]
     assert len(predictions) == INFERENCE_CSV.read_text().count("\n") - 1

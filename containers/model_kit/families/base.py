@@ -9,6 +9,7 @@ hyperparameter rules can be read where the library is not installed (the CDK app
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -67,3 +68,39 @@ class ModelFamily(Protocol):
     def load(self, model_dir: Path, n_features: int, n_classes: int) -> Predictor:
         """The model ``save`` wrote into ``model_dir``; ModelLoadError if it is not one."""
         ...
+
+
+# Pieces the shipped families share.
+
+
+@dataclass(frozen=True)
+class FitFacts:
+    """What ``Fitted.summary`` reports for a boosted model."""
+
+    objective: str
+    best_iteration: int
+    iterations_run: int
+
+    def summary(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def class_probabilities(raw: np.ndarray, n_classes: int) -> np.ndarray:
+    """A binary model's P(second class) as two columns; a multiclass model's rows as they are."""
+    import numpy as np
+
+    return np.column_stack((1.0 - raw, raw)) if n_classes == 2 else raw
+
+
+def existing_model_file(model_dir: Path, name: str) -> Path:
+    path = model_dir / name
+    if not path.is_file():
+        raise ModelLoadError(f"model file {path} not found")
+    return path
+
+
+def check_feature_count(model_file: Path, found: int, expected: int) -> None:
+    if found != expected:
+        raise ModelLoadError(
+            f"{model_file} expects {found} features but the metadata names {expected}"
+        )

@@ -14,7 +14,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from model_kit.families.base import ModelLoadError
+from model_kit.families.base import (
+    FitFacts,
+    check_feature_count,
+    class_probabilities,
+    existing_model_file,
+)
 from model_kit.rules import Rule, available_cpus, parse_float, parse_int
 
 if TYPE_CHECKING:
@@ -83,17 +88,13 @@ class BoosterPredictor:
     n_classes: int
 
     def predict_proba(self, features: np.ndarray, num_threads: int = 0) -> np.ndarray:
-        import numpy as np
-
         raw = self.booster.predict(features, num_threads=num_threads)
-        if self.n_classes == 2:
-            return np.column_stack((1.0 - raw, raw))
-        return raw
+        return class_probabilities(raw, self.n_classes)
 
 
 @dataclass(frozen=True)
 class FittedBooster(BoosterPredictor):
-    iterations_run: int
+    facts: FitFacts
 
     def save(self, model_dir: Path) -> None:
         self.booster.save_model(
@@ -101,11 +102,7 @@ class FittedBooster(BoosterPredictor):
         )
 
     def summary(self) -> dict[str, Any]:
-        return {
-            "objective": objective_for(self.n_classes),
-            "best_iteration": self.booster.best_iteration or self.iterations_run,
-            "iterations_run": self.iterations_run,
-        }
+        return self.facts.summary()
 
 
 class LightGBMTrees:
@@ -170,21 +167,18 @@ class LightGBMTrees:
             valid_names=["validation"],
             callbacks=callbacks,
         )
-        progress.finished(hp, booster.best_iteration)
-        return FittedBooster(booster, n_classes, progress.done)
+        best = booster.best_iteration or progress.done
+        progress.finished(hp, best)
+        return FittedBooster(
+            booster, n_classes, FitFacts(objective_for(n_classes), best, progress.done)
+        )
 
     def load(self, model_dir: Path, n_features: int, n_classes: int) -> BoosterPredictor:
         import lightgbm
 
-        model_file = model_dir / MODEL_FILE
-        if not model_file.is_file():
-            raise ModelLoadError(f"model file {model_file} not found")
+        model_file = existing_model_file(model_dir, MODEL_FILE)
         booster = lightgbm.Booster(model_file=str(model_file))
-        if booster.num_feature() != n_features:
-            raise ModelLoadError(
-                f"{model_file} expects {booster.num_feature()} features but the metadata "
-                f"names {n_features}"
-            )
+        check_feature_count(model_file, booster.num_feature(), n_features)
         return BoosterPredictor(booster, n_classes)
 
 

@@ -13,7 +13,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from model_kit.families.base import ModelLoadError
+from model_kit.families.base import (
+    FitFacts,
+    ModelLoadError,
+    check_feature_count,
+    class_probabilities,
+    existing_model_file,
+)
 from model_kit.rules import Rule, available_cpus, parse_float, parse_int
 
 if TYPE_CHECKING:
@@ -32,7 +38,7 @@ def xgboost_params(hp: Hyperparameters, n_classes: int) -> dict[str, object]:
     """XGBoost parameters: the hyperparameters plus its histogram method on every core."""
     binary = n_classes == 2
     params: dict[str, object] = {
-        "objective": xgboost_params_objective(n_classes),
+        "objective": objective_for(n_classes),
         "eval_metric": "logloss" if binary else "mlogloss",
         "eta": hp.learning_rate,
         **hp.model,
@@ -56,28 +62,21 @@ class BoosterPredictor:
 
         self.booster.set_param({"nthread": num_threads or available_cpus()})
         raw = self.booster.inplace_predict(features, missing=np.nan)
-        if self.n_classes == 2:
-            return np.column_stack((1.0 - raw, raw))
-        return raw
+        return class_probabilities(raw, self.n_classes)
 
 
 @dataclass(frozen=True)
 class FittedBooster(BoosterPredictor):
-    iterations_run: int
-    best_iteration: int
+    facts: FitFacts
 
     def save(self, model_dir: Path) -> None:
         self.booster.save_model(str(model_dir / MODEL_FILE))
 
     def summary(self) -> dict[str, Any]:
-        return {
-            "objective": xgboost_params_objective(self.n_classes),
-            "best_iteration": self.best_iteration,
-            "iterations_run": self.iterations_run,
-        }
+        return self.facts.summary()
 
 
-def xgboost_params_objective(n_classes: int) -> str:
+def objective_for(n_classes: int) -> str:
     return "binary:logistic" if n_classes == 2 else "multi:softprob"
 
 
@@ -112,9 +111,7 @@ class XGBoostTrees:
         import xgboost
 
         n_classes = len(data.classes)
-        log.info(
-            "training XGBoost (%s, %d classes)", xgboost_params_objective(n_classes), n_classes
-        )
+        log.info("training XGBoost (%s, %d classes)", objective_for(n_classes), n_classes)
         train_set = xgboost.DMatrix(data.train_x, label=data.train_y, missing=np.nan)
         validation_set = xgboost.DMatrix(data.val_x, label=data.val_y, missing=np.nan)
         from model_kit.training.progress import ProgressLog
@@ -142,24 +139,19 @@ class XGBoostTrees:
         )
         best = booster.best_iteration + 1 if hp.early_stopping_rounds else progress.done
         progress.finished(hp, best)
-        return FittedBooster(booster[:best], n_classes, progress.done, best)
+        facts = FitFacts(objective_for(n_classes), best, progress.done)
+        return FittedBooster(booster[:best], n_classes, facts)
 
     def load(self, model_dir: Path, n_features: int, n_classes: int) -> BoosterPredictor:
         import xgboost
 
-        model_file = model_dir / MODEL_FILE
-        if not model_file.is_file():
-            raise ModelLoadError(f"model file {model_file} not found")
+        model_file = existing_model_file(model_dir, MODEL_FILE)
         booster = xgboost.Booster()
         try:
             booster.load_model(str(model_file))
         except xgboost.core.XGBoostError as exc:
             raise ModelLoadError(f"{model_file} is not an XGBoost model: {exc}") from exc
-        if booster.num_features() != n_features:
-            raise ModelLoadError(
-                f"{model_file} expects {booster.num_features()} features but the metadata "
-                f"names {n_features}"
-            )
+        check_feature_count(model_file, booster.num_features(), n_features)
         return BoosterPredictor(booster, n_classes)
 
 
