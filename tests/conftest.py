@@ -143,3 +143,22 @@ def trained_model_dir(sample_training_run: tuple[Path, subprocess.CompletedProce
     ml_root, result = sample_training_run
     assert result.returncode == 0, f"training failed:\n{result.stdout}\n{result.stderr}"
     return ml_root / "model"
+
+
+@pytest.fixture(scope="session")
+def family_model_dirs(
+    tmp_path_factory: pytest.TempPathFactory, trained_model_dir: Path
+) -> dict[str, Path]:
+    """A model directory per shipped family, each trained by ``containers/bin/train`` on the
+    bundled sample data as an image built for that family runs it."""
+    dirs = {families.DEFAULT: trained_model_dir}
+    for name in sorted(set(families.MODULES) - {families.DEFAULT}):
+        ml_root = make_ml_root(
+            tmp_path_factory.mktemp(f"ml_root_{name}"),
+            channels={"training": TRAINING_CSV, "validation": VALIDATION_CSV},
+            hyperparameters={},
+        )
+        result = run_train(ml_root, family=name)
+        assert result.returncode == 0, f"{name} training failed:\n{result.stdout}\n{result.stderr}"
+        dirs[name] = ml_root / "model"
+    return dirs

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import INFERENCE_CSV
+from model_kit import families
 from model_kit.model_io import load_model
 
 from local.model_server import ModelServer, start_model_server
@@ -74,9 +75,10 @@ def error_of(status_headers_body: tuple[int, dict[str, str], bytes]) -> tuple[in
     return status, json.loads(body)
 
 
-@pytest.fixture(scope="module")
-def model_dir(trained_model_dir: Path) -> Path:
-    return trained_model_dir
+@pytest.fixture(scope="module", params=sorted(families.MODULES))
+def model_dir(request, family_model_dirs: dict[str, Path]) -> Path:
+    """Every test here runs against a model of each shipped family."""
+    return family_model_dirs[request.param]
 
 
 @pytest.fixture(scope="module")
