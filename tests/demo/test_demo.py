@@ -74,7 +74,9 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Runs:
     for line in interrupted.stdout:
         head.append(line)
         urls += re.findall(r"http://127\.0\.0\.1:\d+", line)
-        if "SageMaker runtime for endpoint" in line:
+        # Interrupted once the model server is up, with S3, the runtime and the scoring still
+        # ahead (about a second, twice the window of interrupting at the last service).
+        if line.lstrip().startswith("model server: http"):
             interrupted.send_signal(signal.SIGINT)
             break
     interrupted_output = "".join(head) + interrupted.stdout.read()
@@ -142,5 +144,5 @@ def test_ctrl_c_stops_every_process_the_demo_started(runs: Runs) -> None:
     run = runs.interrupted
     assert run.returncode == 130, run.output
     assert "every process it started was stopped" in run.output
-    assert len(runs.interrupted_urls) == 3
+    assert runs.interrupted_urls, "the model server had started"
     assert not [url for url in runs.interrupted_urls if is_listening(url)]
