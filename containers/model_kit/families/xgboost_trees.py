@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -52,20 +52,25 @@ def xgboost_params(hp: Hyperparameters, n_classes: int) -> dict[str, object]:
     return params
 
 
-@dataclass(frozen=True)
+@dataclass
 class BoosterPredictor:
     booster: xgboost.Booster
     n_classes: int
+    # The booster's nthread, set when a call asks for another (a server asks for the same).
+    _threads: int = field(default=0, init=False)
 
     def predict_proba(self, features: np.ndarray, num_threads: int = 0) -> np.ndarray:
         import numpy as np
 
-        self.booster.set_param({"nthread": num_threads or available_cpus()})
+        threads = num_threads or available_cpus()
+        if threads != self._threads:
+            self.booster.set_param({"nthread": threads})
+            self._threads = threads
         raw = self.booster.inplace_predict(features, missing=np.nan)
         return class_probabilities(raw, self.n_classes)
 
 
-@dataclass(frozen=True)
+@dataclass
 class FittedBooster(BoosterPredictor):
     facts: FitFacts
 
