@@ -146,19 +146,28 @@ def trained_model_dir(sample_training_run: tuple[Path, subprocess.CompletedProce
 
 
 @pytest.fixture(scope="session")
-def family_model_dirs(
-    tmp_path_factory: pytest.TempPathFactory, trained_model_dir: Path
-) -> dict[str, Path]:
-    """A model directory per shipped family, each trained by ``containers/bin/train`` on the
-    bundled sample data as an image built for that family runs it."""
-    dirs = {families.DEFAULT: trained_model_dir}
+def family_training_runs(
+    tmp_path_factory: pytest.TempPathFactory,
+    sample_training_run: tuple[Path, subprocess.CompletedProcess[str]],
+) -> dict[str, tuple[Path, subprocess.CompletedProcess[str]]]:
+    """``containers/bin/train`` run once per shipped family on the bundled sample data, as an
+    image built for that family runs it: each ML_ROOT and result."""
+    runs = {families.DEFAULT: sample_training_run}
     for name in sorted(set(families.MODULES) - {families.DEFAULT}):
         ml_root = make_ml_root(
             tmp_path_factory.mktemp(f"ml_root_{name}"),
             channels={"training": TRAINING_CSV, "validation": VALIDATION_CSV},
             hyperparameters={},
         )
-        result = run_train(ml_root, family=name)
+        runs[name] = ml_root, run_train(ml_root, family=name)
+    return runs
+
+
+@pytest.fixture(scope="session")
+def family_model_dirs(
+    family_training_runs: dict[str, tuple[Path, subprocess.CompletedProcess[str]]],
+) -> dict[str, Path]:
+    """A model directory per shipped family (``family_training_runs``)."""
+    for name, (_, result) in family_training_runs.items():
         assert result.returncode == 0, f"{name} training failed:\n{result.stdout}\n{result.stderr}"
-        dirs[name] = ml_root / "model"
-    return dirs
+    return {name: ml_root / "model" for name, (ml_root, _) in family_training_runs.items()}

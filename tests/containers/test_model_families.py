@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import INFERENCE_CSV, TRAINING_CSV, VALIDATION_CSV, make_ml_root, run_train
+from conftest import INFERENCE_CSV, TRAINING_CSV, make_ml_root, run_train
 from model_kit import families
 from model_kit.model_io import load_model
 
@@ -23,15 +23,10 @@ from local.services import free_port
 METRIC_LINES = ("train_accuracy: ", "val_accuracy: ", "val_loss: ")
 
 
-@pytest.fixture(scope="module", params=families.names())
-def family_run(request, tmp_path_factory) -> tuple[str, Path, subprocess.CompletedProcess[str]]:
+@pytest.fixture(params=sorted(families.MODULES))
+def family_run(request, family_training_runs) -> tuple[str, Path, subprocess.CompletedProcess[str]]:
     """``containers/bin/train`` as an image built for one family runs it, on the sample data."""
-    ml_root = make_ml_root(
-        tmp_path_factory.mktemp(f"ml_root_{request.param}"),
-        channels={"training": TRAINING_CSV, "validation": VALIDATION_CSV},
-        hyperparameters={},
-    )
-    return request.param, ml_root, run_train(ml_root, family=request.param)
+    return request.param, *family_training_runs[request.param]
 
 
 def inference_rows() -> np.ndarray:
