@@ -24,10 +24,9 @@ from model_kit.training.errors import TrainingError
 from model_kit.training.hyperparameters import parse_hyperparameters
 
 from constructs_lib.training_job.settings import (
-    CUSTOM_RESOURCE_LIMIT_SECONDS,
     LONGEST_TRAINING_WAIT_SECONDS,
-    PROVIDER_MARGIN_SECONDS,
     TRAINING_STARTUP_MARGIN_SECONDS,
+    WAIT_CONDITION_LIMIT_SECONDS,
     TrainingJobSettings,
 )
 from lambda_fn import client_config as client_settings
@@ -419,10 +418,11 @@ def _too_long(section: _Section, name: str, value: int) -> ConfigError:
     return section.fail(
         name,
         value,
-        f"at most {LONGEST_TRAINING_WAIT_SECONDS} s: CloudFormation waits at most "
-        f"{CUSTOM_RESOURCE_LIMIT_SECONDS} s for a custom resource, and "
-        f"{TRAINING_STARTUP_MARGIN_SECONDS + PROVIDER_MARGIN_SECONDS} s of that are kept for "
-        "instance start-up, model upload and the provider",
+        f"at most {LONGEST_TRAINING_WAIT_SECONDS} s: a deploy waits for the training job at "
+        f"most {WAIT_CONDITION_LIMIT_SECONDS} s (12 h, CloudFormation's limit for a wait "
+        f"condition), and {TRAINING_STARTUP_MARGIN_SECONDS} s of that are kept for instance "
+        "start-up and model upload; the README's 'How long training may take' says what to "
+        "do for longer training",
     )
 
 

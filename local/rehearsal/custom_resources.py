@@ -4,8 +4,8 @@ moto cannot run a Lambda function without Docker, so the rehearsal plays CloudFo
 and runs each handler's real code (from the assembly) in a process of its own, with the
 function's own environment, against the emulator:
 
-- a CDK Provider framework resource (the training job): the provider's on-event handler, then
-  its is-complete handler until it says complete, as the framework's state machine would;
+- a CDK Provider framework resource (the training job and its result): the provider's
+  on-event handler, as the framework's function would call it;
 - a function that answers CloudFormation itself (CDK's dataset upload and S3 notification
   handlers in Python, its bucket emptier in Node.js): the handler gets a ResponseURL served
   here, as CloudFormation's pre-signed S3 URL would be.
@@ -22,7 +22,6 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -32,6 +31,7 @@ from typing import Any
 
 from local.aws_calls import CALLS_FILE_VARIABLE, AwsCall, read_calls
 from local.credentials import FAKE_CREDENTIALS
+from local.rehearsal.template import TemplateError
 
 ROOT = Path(__file__).resolve().parents[2]
 # Lambda layers are mounted under /opt; the AWS CLI layer's program becomes the recording CLI.
@@ -39,8 +39,6 @@ LAYER_PROGRAMS = {"/opt/awscli/aws": f"{sys.executable} -m local.rehearsal.aws_c
 # Node.js handlers (CDK's bucket emptier) run on the pinned Node, with the pinned AWS SDK.
 NODE_RUNNER = Path(__file__).with_name("lambda_runner.cjs")
 NODE = str(ROOT / "node_modules" / ".bin" / "node")
-IS_COMPLETE_ATTEMPTS = 20
-IS_COMPLETE_PAUSE_SECONDS = 0.2
 HANDLER_TIMEOUT_SECONDS = 120
 
 
@@ -78,7 +76,8 @@ class StackScope:
 
 
 class ResponseCatcher:
-    """The URL a direct handler PUTs its answer to (CloudFormation's pre-signed S3 URL)."""
+    """The URLs a direct handler PUTs its answer to and a wait condition handle takes its
+    signals at (CloudFormation's pre-signed S3 URLs)."""
 
     def __init__(self) -> None:
         self.responses: dict[str, dict[str, Any]] = {}
@@ -135,7 +134,7 @@ class HandlerRunner:
     def _provider(
         self, scope: StackScope, event: dict[str, Any], variables: dict[str, Any]
     ) -> Outcome:
-        """The CDK Provider framework: on-event, then is-complete until it is complete."""
+        """The CDK Provider framework, for a provider without an is-complete handler."""
         on_event = variables["USER_ON_EVENT_FUNCTION_ARN"]["Fn::GetAtt"][0]
         result = self.run(scope, on_event, event) or {}
         physical_id = result.get("PhysicalResourceId") or event.get(
@@ -143,16 +142,10 @@ class HandlerRunner:
         )
         data = dict(result.get("Data", {}))
         if "USER_IS_COMPLETE_FUNCTION_ARN" in variables:
-            is_complete = variables["USER_IS_COMPLETE_FUNCTION_ARN"]["Fn::GetAtt"][0]
-            polled = {**event, **result, "PhysicalResourceId": physical_id}
-            for _ in range(IS_COMPLETE_ATTEMPTS):
-                answer = self.run(scope, is_complete, polled)
-                if answer.get("IsComplete"):
-                    data.update(answer.get("Data", {}))
-                    break
-                time.sleep(IS_COMPLETE_PAUSE_SECONDS)
-            else:
-                raise CustomResourceFailed(f"{event['LogicalResourceId']}: never completed")
+            raise TemplateError(
+                f"{event['LogicalResourceId']}: the rehearsal runs providers without an "
+                "is-complete handler only"
+            )
         return Outcome(physical_id, data)
 
     def _direct(self, scope: StackScope, function_id: str, event: dict[str, Any]) -> Outcome:

@@ -4,8 +4,10 @@ What the CDK CLI does: bootstrap resources (assets bucket, image repository, ver
 parameter), asset publishing, stacks in dependency order, and skipping a stack whose template
 did not change. What CloudFormation does beyond moto: weak references read from the producer
 stacks' real outputs (`template.read_stack_outputs`), custom resources sent to their handlers
-(`custom_resources`), and replacement decided by the resource schemas, with each new physical
-id reaching every resource that refers to it. moto then creates, updates and deletes.
+(`custom_resources`), wait conditions released by a signal to their handle (sent through
+SageMaker's events and the app's rules, `events`), and replacement decided by the resource
+schemas, with each new physical id reaching every resource that refers to it. moto then
+creates, updates and deletes.
 """
 
 from __future__ import annotations
@@ -23,12 +25,14 @@ import boto3
 from local.credentials import FAKE_CREDENTIALS
 from local.rehearsal.assembly import FileAsset, StackArtifact
 from local.rehearsal.custom_resources import (
+    CustomResourceFailed,
     HandlerRunner,
     Outcome,
     ResponseCatcher,
     StackScope,
     new_request_id,
 )
+from local.rehearsal.events import matches, target_input, training_job_events
 from local.rehearsal.resolver import Resolver
 from local.rehearsal.template import (
     PSEUDO_PREFIX,
@@ -47,6 +51,8 @@ ACCOUNT = "123456789012"
 BOOTSTRAP_QUALIFIER = "hnb659fds"
 BOOTSTRAP_VERSION = 30
 PLACEHOLDER_TYPE = "AWS::CloudFormation::WaitConditionHandle"
+HANDLE_TYPE = "AWS::CloudFormation::WaitConditionHandle"
+WAIT_CONDITION_TYPE = "AWS::CloudFormation::WaitCondition"
 # A digest of each resource's inputs, in its Metadata: moto updates a resource only when its
 # JSON changes, and a replaced resource must reach the resources that refer to it.
 INPUTS_MARKER = "Rehearsal::Inputs"
@@ -102,6 +108,8 @@ class Rehearsal:
         self.catcher = ResponseCatcher()
         self.handlers = HandlerRunner(endpoint, region, self.catcher)
         self.stacks: dict[str, StackState] = {}
+        # SageMaker sends one state-change event per change: (job name, status) sent so far.
+        self.sent_events: set[tuple[str, str]] = set()
         self._bootstrapped = False
 
     def client(self, service: str) -> Any:
@@ -268,6 +276,9 @@ class _StackDeployment:
         self.custom_ids = [
             key for key in creation_order(self.resources) if is_custom(self.resources[key])
         ]
+        self.wait_ids = [
+            key for key, r in self.resources.items() if r["Type"] == WAIT_CONDITION_TYPE
+        ]
         self.physical_ids: dict[str, str] = {}
 
     def run(self) -> StackResult:
@@ -278,9 +289,15 @@ class _StackDeployment:
         self._submit(
             {key: r for key, r in self.resources.items() if key not in waiting or is_custom(r)}
         )
-        # 2. The custom resources, in order, now that what they need exists.
+        # 2. The custom resources and new wait conditions, in order, now that what they need
+        # exists (a wait condition that was deployed before waits for nothing).
         replaced: list[tuple[str, CustomState]] = []
-        for logical_id in self.custom_ids:
+        waits = {key for key in self.wait_ids if key not in self.previous.inputs}
+        for logical_id in creation_order(self.resources):
+            if logical_id in waits:
+                self._wait(logical_id)
+            if logical_id not in self.custom_ids:
+                continue
             old = self.previous.custom.get(logical_id)
             new = self._custom_resource(logical_id, old)
             if old is not None and new.physical_id != old.physical_id:
@@ -454,6 +471,71 @@ class _StackDeployment:
         self.state.custom[logical_id] = state
         return state
 
+    # -- wait conditions ---------------------------------------------------------------------
+
+    def handle_urls(self) -> dict[str, str]:
+        """Each wait condition handle's pre-signed URL: here, the catcher's."""
+        base = f"{self.rehearsal.catcher.url}/wait-handles/{self.stack.name}"
+        return {
+            key: f"{base}/{key}" for key, r in self.resources.items() if r["Type"] == HANDLE_TYPE
+        }
+
+    def _wait(self, logical_id: str) -> None:
+        """CloudFormation's wait: released by a SUCCESS signal on the handle, failed by a
+        FAILURE one (with its reason, as the stack event says it), timed out without one.
+        SageMaker's events are sent through the app's rules first, as they would arrive.
+        """
+        handle = self.resources[logical_id]["Properties"]["Handle"]["Ref"]
+        key = self.handle_urls()[handle].removeprefix(f"{self.rehearsal.catcher.url}/")
+        released_by = "a signal sent when the custom resource found the job ended"
+        if key not in self.rehearsal.catcher.responses:
+            released_by = "the job's state-change event"
+            self._send_training_job_events()
+        signal = self.rehearsal.catcher.responses.get(key)
+        where = f"{self.stack.name}/{logical_id}"
+        if signal is None:
+            raise CustomResourceFailed(
+                f"{where}: WaitCondition timed out. Received 0 conditions when expecting 1"
+            )
+        if signal["Status"] != "SUCCESS":
+            raise CustomResourceFailed(
+                f"{where}: WaitCondition received failed message: '{signal['Reason']}' for "
+                f"uniqueId: {signal['UniqueId']}"
+            )
+        self.result.custom_calls.append(f"Wait {logical_id} (released by {released_by})")
+
+    def _send_training_job_events(self) -> None:
+        """Each new event to every matching rule of the stacks deployed so far and this one."""
+        sagemaker = self.rehearsal.client("sagemaker")
+        scopes = [self._scope(self.resources)] + [
+            self.rehearsal.scope(name) for name in self.rehearsal.stacks if name != self.stack.name
+        ]
+        for event in training_job_events(
+            sagemaker, ACCOUNT, self.rehearsal.region, self.rehearsal.sent_events
+        ):
+            for scope in scopes:
+                for rule_id, rule in scope.resources.items():
+                    if rule["Type"] != "AWS::Events::Rule" or not matches(
+                        rule["Properties"], event
+                    ):
+                        continue
+                    for target in scope.resolve(rule["Properties"]["Targets"]):
+                        function_id = self._function_of(scope, rule_id, target["Arn"])
+                        self.rehearsal.handlers.run(
+                            scope,
+                            function_id,
+                            {**target_input(target, event), "LogicalResourceId": rule_id},
+                        )
+
+    @staticmethod
+    def _function_of(scope: StackScope, rule_id: str, arn: str) -> str:
+        """The logical id of the function a target's ARN names (the only targets here)."""
+        for logical_id, resource in scope.resources.items():
+            function = resource["Type"] == "AWS::Lambda::Function"
+            if function and scope.resolve({"Fn::GetAtt": [logical_id, "Arn"]}) == arn:
+                return logical_id
+        raise TemplateError(f"{scope.name}/{rule_id}: the rehearsal runs Lambda targets only")
+
     def _delete_custom(
         self, logical_id: str, old: CustomState, resources: dict[str, dict[str, Any]]
     ) -> None:
@@ -475,7 +557,7 @@ class _StackDeployment:
             region=self.rehearsal.region,
             account=ACCOUNT,
             resources=self.resources,
-            physical_ids=dict(self.physical_ids),
+            physical_ids={**self.physical_ids, **self.handle_urls()},
             custom={key: self._custom_values(key) for key in self.state.custom},
             role_arn=lambda name: iam.get_role(RoleName=name)["Role"]["Arn"],
         )

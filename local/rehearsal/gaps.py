@@ -16,6 +16,13 @@ from typing import Any
 
 from moto.cloudformation.parsing import get_model_map
 
+# Types moto ignores that the rehearsal plays itself (`deployer`, `events`).
+EMULATED_HERE = {
+    "AWS::CloudFormation::WaitCondition": "released by a SUCCESS signal to its handle, failed "
+    "by a FAILURE one, timed out without one",
+    "AWS::CloudFormation::WaitConditionHandle": "its URL is the rehearsal's, which records "
+    "each signal",
+}
 NOT_MODELLED = (
     "IAM is not enforced: moto ignores every policy's resources and conditions, so a green "
     "rehearsal is no permission test (tests/deploy/test_iam_proof.py is: it evaluates every "
@@ -24,6 +31,9 @@ NOT_MODELLED = (
     "nothing (moto completes every training job at once, with no model file).",
     "Timing is not modelled: SageMaker, S3 and Lambda act at once; quotas and limits are "
     "not checked.",
+    "EventBridge delivers only SageMaker's training-job state-change events, sent by the "
+    "rehearsal to the rules moto keeps, whose Lambda targets it runs; the targets' "
+    "invoke permissions are not checked.",
 )
 
 
@@ -46,6 +56,8 @@ class Gaps:
             self.resources[kind].add(f"{stack}/{logical_id}")
             if kind.startswith("Custom::"):
                 self.custom.setdefault(kind, custom_handling.get(logical_id, "handler run"))
+                continue
+            if kind in EMULATED_HERE:
                 continue
             model = models.get(kind)
             if model is None:
@@ -76,6 +88,9 @@ class Gaps:
             )
         for kind, how in sorted(self.custom.items()):
             out.append(f"  {kind} x{len(self.resources[kind])}: custom resource, {how}")
+        for kind, how in sorted(EMULATED_HERE.items()):
+            if kind in self.resources:
+                out.append(f"  {kind} x{len(self.resources[kind])}: emulated here, {how}")
         for kind in sorted(self.ignored_properties):
             ignored = sorted(self.ignored_properties[kind])
             if ignored:

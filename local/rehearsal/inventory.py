@@ -10,15 +10,7 @@ from typing import Any
 from local.iam_policy import NamedPolicy
 from local.rehearsal.deployer import Rehearsal
 from local.rehearsal.resolver import Resolver
-from local.rehearsal.template import TemplateError, references
-
-
-@dataclass(frozen=True)
-class DeployedStateMachine:
-    name: str
-    role_arn: str
-    # The functions its definition invokes.
-    function_arns: tuple[str, ...]
+from local.rehearsal.template import TemplateError
 
 
 @dataclass(frozen=True)
@@ -97,28 +89,6 @@ def functions(rehearsal: Rehearsal) -> list[DeployedFunction]:
                     else f"/aws/lambda/{name}",
                     handler=properties["Handler"],
                     variables=properties.get("Environment", {}).get("Variables", {}),
-                )
-            )
-    return found
-
-
-def state_machines(rehearsal: Rehearsal) -> list[DeployedStateMachine]:
-    """Every Step Functions state machine of the app (CDK's provider waiter)."""
-    found = []
-    for resolver in _resolvers(rehearsal).values():
-        for logical_id, resource in resolver.resources.items():
-            if resource["Type"] != "AWS::StepFunctions::StateMachine":
-                continue
-            invoked = sorted(
-                resolver.attribute(target, "Arn")
-                for target in references(resource)
-                if resolver.resources.get(target, {}).get("Type") == "AWS::Lambda::Function"
-            )
-            found.append(
-                DeployedStateMachine(
-                    resolver.ref(logical_id),
-                    resolver(resource["Properties"]["RoleArn"]),
-                    tuple(invoked),
                 )
             )
     return found

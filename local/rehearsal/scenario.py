@@ -4,7 +4,9 @@ Deploys (`rehearsed`):
 1. `npx cdk synth` of the tree, then `cdk deploy --all` into an empty account and region;
 2. the same again (a second synth of the unchanged tree): every stack must be skipped;
 3. a retrain (`-c config.training.hyperparameters.num_leaves=63`): a new training job must
-   start, and the endpoint must get a new model and endpoint config that serve the new model.
+   start, and the endpoint must get a new model and endpoint config that serve the new model;
+4. the same model with a longer run time: a new wait condition, which the custom resource
+   releases at once for the completed job it keeps (its state-change event is long gone).
 
 Teardowns (`rehearsed_teardown`, in an account of its own):
 4. `cdk destroy --all` with the default `storage.removal_policy` (retain): exactly the five
@@ -35,6 +37,9 @@ from local.rehearsal.gaps import Gaps
 ROOT = Path(__file__).resolve().parents[2]
 REGION = "eu-west-1"
 RETRAIN = ("config.training.hyperparameters.num_leaves=63",)
+LONGER_RUN = (*RETRAIN, "config.training.max_run_seconds=1800")
+RELEASED_BY_EVENT = "released by the job's state-change event"
+RELEASED_BY_CUSTOM_RESOURCE = "released by a signal sent when the custom resource found the job"
 DESTROY = ("config.storage.removal_policy=destroy",)
 # What teardown leaves by design of the services (the README says so): job records.
 KEPT_BY_DESIGN = ("training jobs",)
@@ -150,6 +155,12 @@ def rehearsed(workdir: Path) -> Iterator[RehearsalRun]:
                 synth(workdir / "retrain", RETRAIN),
             )
             check_retrain(run, retrain)
+            longer = deploy_all(
+                run,
+                f"cdk deploy --all -c {' -c '.join(LONGER_RUN)}",
+                synth(workdir / "longer-run", LONGER_RUN),
+            )
+            check_longer_run(run, longer)
             yield run
         finally:
             run.rehearsal.close()
@@ -277,6 +288,11 @@ def check_first_deploy(run: RehearsalRun, deploy: Deploy) -> None:
         f"job {jobs[0]['TrainingJobName'] if jobs else None}; endpoint model {chain['model']} "
         f"reads {chain['model_data_url']}",
     )
+    run.check(
+        "the deploy waited for the job until its state-change event released it",
+        len(waits(deploy)) == 1 and RELEASED_BY_EVENT in waits(deploy)[0],
+        "; ".join(waits(deploy)) or "no wait condition",
+    )
     client = outputs(run, "client")
     notification = s3.get_bucket_notification_configuration(Bucket=client["InputBucketName"])
     targets = {c["LambdaFunctionArn"] for c in notification.get("LambdaFunctionConfigurations", [])}
@@ -286,6 +302,11 @@ def check_first_deploy(run: RehearsalRun, deploy: Deploy) -> None:
         f"{len(notification.get('LambdaFunctionConfigurations', []))} suffix rules -> "
         f"{', '.join(sorted(targets))}",
     )
+
+
+def waits(deploy: Deploy) -> list[str]:
+    """The wait conditions the training stack's deploy waited on, and what released each."""
+    return [call for call in deploy.result("training").custom_calls if call.startswith("Wait ")]
 
 
 def check_unchanged(run: RehearsalRun, deploy: Deploy) -> None:
@@ -323,6 +344,20 @@ def check_retrain(run: RehearsalRun, deploy: Deploy) -> None:
         and {"Model", "EndpointConfig"} <= set(serving.replaced),
         f"model {old_chain['model']} -> {chain['model']}, config {old_chain['config']} -> "
         f"{chain['config']}, now reading {chain['model_data_url']}",
+    )
+
+
+def check_longer_run(run: RehearsalRun, deploy: Deploy) -> None:
+    deployed = [result.name for result in deploy.results if not result.skipped]
+    jobs = training_jobs(run)
+    run.check(
+        "a longer run time keeps the job, and its new wait condition is released at once",
+        deployed == [stack_name(run, "training")]
+        and len(jobs) == 2
+        and len(waits(deploy)) == 1
+        and RELEASED_BY_CUSTOM_RESOURCE in waits(deploy)[0],
+        f"deployed: {', '.join(deployed)}; {len(jobs)} jobs; "
+        + ("; ".join(waits(deploy)) or "no wait condition"),
     )
 
 
@@ -368,9 +403,7 @@ def app_resources(run: RehearsalRun) -> dict[str, set[str]]:
             for p in client("ssm").describe_parameters()["Parameters"]
             if not p["Name"].startswith("/cdk-bootstrap/")
         },
-        "state machines": {
-            m["name"] for m in client("stepfunctions").list_state_machines()["stateMachines"]
-        },
+        "event rules": {r["Name"] for r in client("events").list_rules()["Rules"]},
         "models, endpoint configs, endpoints": {
             *(m["ModelName"] for m in sagemaker.list_models()["Models"]),
             *(

@@ -8,9 +8,8 @@ import pytest
 
 from app import build_app
 from constructs_lib.training_job.settings import (
-    CUSTOM_RESOURCE_LIMIT_SECONDS,
     LONGEST_TRAINING_WAIT_SECONDS,
-    PROVIDER_MARGIN_SECONDS,
+    WAIT_CONDITION_LIMIT_SECONDS,
 )
 from stacks.config import CONTEXT_KEY, AppConfig, ConfigError, apply_overrides
 
@@ -74,11 +73,22 @@ def test_json_override_replaces_an_object():
     assert config.training.hyperparameters == {"num_iterations": "50"}
 
 
-def test_wait_budget_fits_the_custom_resource_limit():
+def test_wait_budget_fits_the_wait_condition_limit():
     longest = parse(**{"config.training.max_run_seconds": LONGEST_TRAINING_WAIT_SECONDS})
-    assert longest.training.wait_budget_seconds + PROVIDER_MARGIN_SECONDS == (
-        CUSTOM_RESOURCE_LIMIT_SECONDS
+    assert longest.training.wait_budget_seconds == WAIT_CONDITION_LIMIT_SECONDS == 12 * 3600
+
+
+def test_ten_hours_of_training_fit_in_a_deploy():
+    config = parse(**{"config.training.max_run_seconds": 10 * 3600})
+    assert config.training.max_run_seconds == 36_000
+    spot = parse(
+        **{
+            "config.training.use_spot": True,
+            "config.training.max_run_seconds": 8 * 3600,
+            "config.training.max_wait_seconds": 10 * 3600,
+        }
     )
+    assert spot.training.wait_budget_seconds == 36_600
 
 
 def test_nothing_is_reserved_unless_configured():
@@ -144,20 +154,20 @@ BAD_VALUES = [
         id="wait-without-spot",
     ),
     pytest.param(
-        {"config.training.max_run_seconds": 3600},
-        "config.training.max_run_seconds: got 3600; allowed: at most 2880 s: CloudFormation "
-        "waits at most 3600 s for a custom resource",
-        id="run-time-beyond-custom-resource-limit",
+        {"config.training.max_run_seconds": 13 * 3600},
+        "config.training.max_run_seconds: got 46800; allowed: at most 42600 s: a deploy waits "
+        "for the training job at most 43200 s (12 h, CloudFormation's limit for a wait "
+        "condition), and 600 s of that are kept for instance start-up and model upload",
+        id="run-time-beyond-wait-condition-limit",
     ),
     pytest.param(
         {
             "config.training.use_spot": True,
-            "config.training.max_run_seconds": 1200,
-            "config.training.max_wait_seconds": 3000,
+            "config.training.max_run_seconds": 3600,
+            "config.training.max_wait_seconds": 42_601,
         },
-        "config.training.max_wait_seconds: got 3000; allowed: at most 2880 s: CloudFormation "
-        "waits at most 3600 s for a custom resource",
-        id="spot-wait-beyond-custom-resource-limit",
+        "config.training.max_wait_seconds: got 42601; allowed: at most 42600 s",
+        id="spot-wait-beyond-wait-condition-limit",
     ),
     pytest.param(
         {"config.training.hyperparameters.learning_rate": "fast"},

@@ -2,8 +2,8 @@
 
 Each test here stands for a way a real `cdk deploy --all` went wrong before: a retrain that
 never reached the endpoint, a first deploy refused by Lambda's concurrency rule, handlers that
-could not log, a provider framework that could not wait for its handlers, a state-machine log
-group outside the vended-logs prefix, alarms that told nobody, a teardown that failed or left
+could not log, a provider framework that could not wait for its handlers, a wait condition
+that would have needed an update, alarms that told nobody, a teardown that failed or left
 things behind, and a region baked in at synth.
 """
 
@@ -105,6 +105,51 @@ def test_serving_template_is_byte_identical_when_the_model_is_not_retrained(
     assert template_bytes(after, SERVING) == template_bytes(synthesized, SERVING)
 
 
+# -- the deploy's wait for the job: up to 12 hours, never an update of a wait condition ------
+
+WAIT_TYPES = ("AWS::CloudFormation::WaitCondition", "AWS::CloudFormation::WaitConditionHandle")
+
+
+def wait_pair(synthesized: Synthesized) -> dict[str, dict]:
+    template = synthesized.template("training")
+    return {key: r for kind in WAIT_TYPES for key, r in resources_of(template, kind).items()}
+
+
+def job_stem(synthesized: Synthesized) -> str:
+    (job,) = resources_of(synthesized.template("training"), "Custom::SageMakerTrainingJob").values()
+    return job["Properties"]["JobNameStem"]
+
+
+@pytest.mark.parametrize("name", [*MODEL_CHANGES, *NOT_MODEL_CHANGES])
+def test_a_wait_condition_is_replaced_by_a_new_pair_never_updated(
+    name, synthesized, external_dataset, tmp_path_factory
+):
+    """CloudFormation cannot update a wait condition: a changed one must have new logical
+    ids. A new model gets a new job and a new pair; a longer run time only a new pair (the
+    custom resource signals it at once for the completed job it keeps); anything else
+    leaves the pair as it was, so there is nothing to wait for.
+    """
+    change = {**MODEL_CHANGES, **NOT_MODEL_CHANGES}[name]
+    before = synthesized
+    if "config.storage.dataset.version" in change:
+        before, change = external_dataset, {**EXTERNAL_DATASET, **change}
+    after = synth(tmp_path_factory, name, **change)
+    old, new = wait_pair(before), wait_pair(after)
+    for logical_id in set(old) & set(new):
+        assert old[logical_id] == new[logical_id], f"{logical_id} would need an update"
+    retrains = name in MODEL_CHANGES
+    assert (job_stem(after) != job_stem(before)) is retrains
+    assert (set(old) != set(new)) is (retrains or name == "run-time-limit")
+
+
+def test_ten_hours_of_training_fit_and_thirteen_are_refused_at_synth(tmp_path_factory):
+    ten_hours = synth(tmp_path_factory, "ten-hours", **{"config.training.max_run_seconds": 36_000})
+    (wait,) = resources_of(ten_hours.template("training"), WAIT_TYPES[0]).values()
+    assert wait["Properties"]["Timeout"] == "36600"
+    with pytest.raises(Exception, match=r"max_run_seconds: got 46800; allowed: at most 42600 s"):
+        synth(tmp_path_factory, "thirteen-hours", **{"config.training.max_run_seconds": 46_800})
+
+
 # -- first deploys on new accounts ------------------------------------------------------------
 
 
@@ -142,7 +187,7 @@ def test_every_log_group_expires_and_is_deleted_with_its_stack(synthesized):
 def test_training_handlers_may_write_their_own_logs(synthesized):
     template = synthesized.template("training")
     functions = resources_of(template, "AWS::Lambda::Function")
-    for logical_id in ("TrainingJobOnEvent", "TrainingJobIsComplete"):
+    for logical_id in ("TrainingJobOnEvent", "TrainingJobStateChange"):
         (function,) = (f for key, f in functions.items() if key.startswith(logical_id))
         group = function["Properties"]["LoggingConfig"]["LogGroup"]["Ref"]
         role = function["Properties"]["Role"]["Fn::GetAtt"][0]
@@ -175,12 +220,12 @@ def test_the_endpoint_logs_to_a_group_with_retention_created_before_it(synthesiz
 # -- the provider framework holds what CDK's Provider grants ----------------------------------
 
 
-def provider_grants(template: dict, on_event_id: str, is_complete_id: str) -> dict[str, set]:
-    """Each framework function's grants as (action, resource) pairs, with our handlers named by
-    their part in the provider. Logs and the waiter's start are compared elsewhere: CDK's own
-    roles write logs through the AWS managed policy.
+def provider_grants(template: dict, on_event_id: str) -> dict[str, set]:
+    """Each framework function's grants as (action, resource) pairs, with our handler named by
+    its part in the provider. Logs are compared elsewhere: CDK's own roles write logs through
+    the AWS managed policy.
     """
-    labels = {on_event_id: "<onEvent>", is_complete_id: "<isComplete>"}
+    labels = {on_event_id: "<onEvent>"}
     grants = {}
     for function in resources_of(template, "AWS::Lambda::Function").values():
         handler = function["Properties"]["Handler"]
@@ -189,7 +234,7 @@ def provider_grants(template: dict, on_event_id: str, is_complete_id: str) -> di
         pairs = set()
         for statement in statements(template, function["Properties"]["Role"]["Fn::GetAtt"][0]):
             for action in _list(statement["Action"]):
-                if action.startswith("logs:") or action == "states:StartExecution":
+                if action.startswith("logs:"):
                     continue
                 for resource in _list(statement["Resource"]):
                     rendered = flat(resource)
@@ -206,42 +251,24 @@ def test_framework_roles_hold_what_cdks_provider_grants(synthesized):
     """
     app = cdk.App()
     stack = cdk.Stack(app, "Reference")
-    handlers = [
-        lambda_.Function(
-            stack,
-            name,
-            runtime=lambda_.Runtime.PYTHON_3_14,
-            handler="index.handler",
-            code=lambda_.Code.from_inline("def handler(event, context): pass"),
-        )
-        for name in ("OnEvent", "IsComplete")
-    ]
-    cr.Provider(stack, "Provider", on_event_handler=handlers[0], is_complete_handler=handlers[1])
-    reference = app.synth().get_stack_by_name("Reference").template
-    expected = provider_grants(
-        reference, *(stack.get_logical_id(h.node.default_child) for h in handlers)
+    handler = lambda_.Function(
+        stack,
+        "OnEvent",
+        runtime=lambda_.Runtime.PYTHON_3_14,
+        handler="index.handler",
+        code=lambda_.Code.from_inline("def handler(event, context): pass"),
     )
+    cr.Provider(stack, "Provider", on_event_handler=handler)
+    reference = app.synth().get_stack_by_name("Reference").template
+    expected = provider_grants(reference, stack.get_logical_id(handler.node.default_child))
 
     ours = synthesized.template("training")
     functions = resources_of(ours, "AWS::Lambda::Function")
-    on_event, is_complete = (
-        next(key for key, f in functions.items() if f["Properties"]["Handler"] == entry)
-        for entry in ("index.on_event", "index.is_complete")
+    on_event = next(
+        key for key, f in functions.items() if f["Properties"]["Handler"] == "index.on_event"
     )
-    assert provider_grants(ours, on_event, is_complete) == expected
-    assert {"framework.onEvent", "framework.isComplete", "framework.onTimeout"} == set(expected)
-
-
-def test_waiter_logs_under_the_vended_logs_prefix(synthesized):
-    """Elsewhere, Step Functions adds a Logs resource policy per group, and accounts whose
-    policy is full fail with "The CloudWatch Logs Resource Policy size was exceeded".
-    """
-    template = synthesized.template("training")
-    (machine,) = resources_of(template, "AWS::StepFunctions::StateMachine").values()
-    (destination,) = machine["Properties"]["LoggingConfiguration"]["Destinations"]
-    group_id = destination["CloudWatchLogsLogGroup"]["LogGroupArn"]["Fn::GetAtt"][0]
-    name = template["Resources"][group_id]["Properties"]["LogGroupName"]
-    assert name.startswith("/aws/vendedlogs/states/"), name
+    assert provider_grants(ours, on_event) == expected
+    assert set(expected) == {"framework.onEvent"}
 
 
 # -- alarms notify someone --------------------------------------------------------------------

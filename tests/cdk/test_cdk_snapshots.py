@@ -2,8 +2,9 @@
 
 Asset hashes (image tags, zip keys, the bundled data version) change with any byte in an
 asset folder, so every 64-hex hash is normalised before comparing (aws/aws-cdk#13468), and so
-is the serving model's MODEL_INPUTS_DIGEST, a hash that includes the training image's
-(`test_cdk_deploy.py` checks when it changes).
+are the digests that include the training image's: the serving model's MODEL_INPUTS_DIGEST,
+the training job's name stem, and the wait condition pair's id in its logical ids
+(`test_cdk_deploy.py` checks when each changes).
 After an intended change, refresh the snapshots and review their diff:
 
     UPDATE_SNAPSHOTS=1 .venv/bin/python -m pytest tests/cdk/test_cdk_snapshots.py
@@ -27,12 +28,16 @@ from .cdk_synth import Synthesized, context_with, synthesize
 SNAPSHOTS = Path(__file__).parent / "snapshots"
 ASSET_HASH = re.compile(r"\b[0-9a-f]{64}\b")
 MODEL_INPUTS_DIGEST = re.compile(r'("MODEL_INPUTS_DIGEST": )"[0-9a-f]{16}"')
+JOB_NAME_DIGEST = re.compile(r'-[0-9a-f]{16}(-?)"')
+WAIT_ID = re.compile(r"\b(TrainingJob/?(?:Wait|Handle))[0-9a-f]{8}(?:[0-9A-F]{8})?\b")
 UPDATE = os.environ.get("UPDATE_SNAPSHOTS") == "1"
 
 
 def normalised(template: dict) -> str:
     text = json.dumps(template, indent=1, sort_keys=True)
     text = MODEL_INPUTS_DIGEST.sub(r'\1"<digest>"', text)
+    text = JOB_NAME_DIGEST.sub(r'-<digest>\1"', text)
+    text = WAIT_ID.sub(r"\1<wait-id>", text)
     return ASSET_HASH.sub("<asset-hash>", text) + "\n"
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from graphlib import TopologicalSorter
 
 import pytest
@@ -375,21 +376,79 @@ def test_training_job_properties(synthesized):
     assert [c["ChannelName"] for c in props["Channels"]] == ["training", "validation"]
     assert props["DataVersion"].startswith("bundled-")
     assert "/training-output/" in flat(props["OutputS3Uri"])
-    # 1200 s run + 600 s start-up margin for the provider, + 120 s for CloudFormation.
-    assert props["ServiceTimeout"] == "1920"
+    assert re.fullmatch(r"custom-sm-[0-9a-f]{16}", props["JobNameStem"])
+    # Starting a job takes seconds; the waiting is the wait condition's.
+    assert props["ServiceTimeout"] == "300"
 
 
-def test_training_job_waits_within_the_provider_timeout(synthesized):
-    (machine,) = synthesized.resources("training", "AWS::StepFunctions::StateMachine").values()
-    definition = flat(machine["Properties"]["DefinitionString"])
-    # 1800 s total timeout polled every 30 s: the waiter retries 60 times.
-    assert '\\"MaxAttempts\\":60' in definition
-    assert '\\"IntervalSeconds\\":30' in definition
-    assert machine["Properties"]["LoggingConfiguration"]["Level"] == "ALL"
+def test_the_deploy_waits_for_the_job_on_a_wait_condition(synthesized):
+    """Job → wait condition (1200 s run + 600 s start-up) → result, in that order; the
+    rule that signals it exists before the job starts."""
+    template = synthesized.template("training")
+    resources = template["Resources"]
+    (job_id,) = synthesized.resources("training", "Custom::SageMakerTrainingJob")
+    (wait_id,) = synthesized.resources("training", "AWS::CloudFormation::WaitCondition")
+    (handle_id,) = synthesized.resources("training", "AWS::CloudFormation::WaitConditionHandle")
+    (result_id,) = synthesized.resources("training", "Custom::SageMakerTrainingResult")
+    (rule_id,) = synthesized.resources("training", "AWS::Events::Rule")
+    wait = resources[wait_id]
+    assert wait["Properties"] == {"Count": 1, "Handle": {"Ref": handle_id}, "Timeout": "1800"}
+    assert wait["DependsOn"] == [job_id]
+    assert resources[result_id]["DependsOn"] == [wait_id]
+    assert resources[job_id]["Properties"]["WaitHandle"] == {"Ref": handle_id}
+    assert rule_id in resources[job_id]["DependsOn"]
+    # Named by what they wait for: a wait condition cannot be updated.
+    assert wait_id[len("TrainingJobWait") :][:8] == handle_id[len("TrainingJobHandle") :][:8]
+    outputs = template["Outputs"]
+    assert outputs["ModelDataUrl"]["Value"] == {"Fn::GetAtt": [result_id, "ModelDataUrl"]}
+    assert outputs["FinalMetrics"]["Value"] == {"Fn::GetAtt": [result_id, "FinalMetrics"]}
+
+
+def test_the_rule_hands_the_signal_lambda_this_deploys_job_and_handle(synthesized):
+    resources = synthesized.template("training")["Resources"]
+    (job,) = synthesized.resources("training", "Custom::SageMakerTrainingJob").values()
+    (handle_id,) = synthesized.resources("training", "AWS::CloudFormation::WaitConditionHandle")
+    (rule,) = synthesized.resources("training", "AWS::Events::Rule").values()
+    stem = job["Properties"]["JobNameStem"]
+    assert rule["Properties"]["EventPattern"] == {
+        "source": ["aws.sagemaker"],
+        "detail-type": ["SageMaker Training Job State Change"],
+        "detail": {
+            "TrainingJobName": [{"prefix": f"{stem}-"}],
+            "TrainingJobStatus": ["Completed", "Failed", "Stopped"],
+        },
+    }
+    (target,) = rule["Properties"]["Targets"]
+    function = resources[target["Arn"]["Fn::GetAtt"][0]]
+    assert function["Properties"]["Handler"] == "index.on_state_change"
+    transformer = target["InputTransformer"]
+    assert transformer["InputPathsMap"] == {"detail-TrainingJobName": "$.detail.TrainingJobName"}
+    assert transformer["InputTemplate"] == {
+        "Fn::Join": [
+            "",
+            [
+                '{"TrainingJobName":<detail-TrainingJobName>,"WaitHandle":"',
+                {"Ref": handle_id},
+                '"}',
+            ],
+        ]
+    }
+
+
+def test_the_signal_lambda_may_only_describe_this_apps_jobs(synthesized):
+    granted = statements(synthesized.template("training"), "TrainingJobStateChangeRole")
+    (jobs,) = [s for s in granted if "sagemaker:DescribeTrainingJob" in as_list(s["Action"])]
+    assert jobs["Action"] == "sagemaker:DescribeTrainingJob"
+    assert ":training-job/custom-sm-*" in flat(jobs["Resource"])
+    assert {a for s in granted for a in as_list(s["Action"])} == {
+        "sagemaker:DescribeTrainingJob",
+        "logs:CreateLogStream",
+        "logs:PutLogEvents",
+    }
 
 
 def test_training_handler_may_only_touch_this_apps_jobs(synthesized):
-    granted = statements(synthesized.template("training"), "TrainingJobHandlerRole")
+    granted = statements(synthesized.template("training"), "TrainingJobOnEventRole")
     (jobs,) = [s for s in granted if "sagemaker:CreateTrainingJob" in as_list(s["Action"])]
     assert sorted(jobs["Action"]) == [
         "sagemaker:CreateTrainingJob",
@@ -421,7 +480,8 @@ def test_spot_training_config_reaches_the_job(tmp_path_factory):
     assert job["Properties"]["UseSpot"] == "true"
     assert job["Properties"]["MaxWaitTimeInSeconds"] == "2400"
     assert "/checkpoints/" in flat(job["Properties"]["CheckpointS3Uri"])
-    assert job["Properties"]["ServiceTimeout"] == str(2400 + 600 + 120)
+    (wait,) = spot.resources("training", "AWS::CloudFormation::WaitCondition").values()
+    assert wait["Properties"]["Timeout"] == str(2400 + 600)
     writes = flat(
         [
             s["Resource"]

@@ -30,7 +30,7 @@ from local.credentials import FAKE_CREDENTIALS
 from local.iam_policy import NamedPolicy, Request, evaluate
 from local.model_server import start_model_server
 from local.rehearsal.deployer import ACCOUNT
-from local.rehearsal.inventory import DeployedFunction, functions, role_policies, state_machines
+from local.rehearsal.inventory import DeployedFunction, functions, role_policies
 from local.rehearsal.scenario import REGION, RehearsalRun, endpoint_chain, outputs, training_jobs
 from local.runtime_adapter import start_runtime_adapter
 from local.s3_event import object_created_record
@@ -172,7 +172,12 @@ def stopped_job_calls(rehearsal: RehearsalRun) -> list[AwsCall]:
         stubber.activate()
         stubber.add_response("describe_training_job", running, {"TrainingJobName": name})
         stubber.add_response("stop_training_job", {}, {"TrainingJobName": name})
-        event = {"RequestType": "Delete", "PhysicalResourceId": name, "ResourceProperties": {}}
+        event = {
+            "RequestType": "Delete",
+            "ResourceType": "Custom::SageMakerTrainingJob",
+            "PhysicalResourceId": name,
+            "ResourceProperties": {},
+        }
         handler.handle_event(event, sagemaker)
         stubber.assert_no_pending_responses()
     return calls
@@ -210,26 +215,9 @@ def service_side(rehearsal: RehearsalRun) -> list[Checked]:
             checked.append(Checked(fn.name, fn.role_arn, Request(action, stream), "its own logs"))
         if fn.handler.startswith("framework."):
             resolve = run.scope(fn.stack).resolve
-            for variable in ("USER_ON_EVENT_FUNCTION_ARN", "USER_IS_COMPLETE_FUNCTION_ARN"):
-                target = resolve(fn.variables[variable])
-                for action in ("lambda:InvokeFunction", "lambda:GetFunction"):
-                    checked.append(
-                        Checked(fn.name, fn.role_arn, Request(action, target), "provider")
-                    )
-            if "WAITER_STATE_MACHINE_ARN" in fn.variables:
-                waiter = resolve(fn.variables["WAITER_STATE_MACHINE_ARN"])
-                checked.append(
-                    Checked(
-                        fn.name, fn.role_arn, Request("states:StartExecution", waiter), "waiter"
-                    )
-                )
-    for machine in state_machines(run):
-        for target in machine.function_arns:
-            request = Request("lambda:InvokeFunction", target)
-            checked.append(Checked(machine.name, machine.role_arn, request, "its steps"))
-        # Log delivery to CloudWatch Logs is configured through account-wide APIs.
-        request = Request("logs:CreateLogDelivery", "*")
-        checked.append(Checked(machine.name, machine.role_arn, request, "its logs"))
+            target = resolve(fn.variables["USER_ON_EVENT_FUNCTION_ARN"])
+            for action in ("lambda:InvokeFunction", "lambda:GetFunction"):
+                checked.append(Checked(fn.name, fn.role_arn, Request(action, target), "provider"))
     checked.extend(training_calls(rehearsal))
     checked.extend(hosting_calls(rehearsal))
     return checked

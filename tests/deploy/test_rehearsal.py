@@ -16,11 +16,13 @@ CHECKS = {
         "all six stacks deployed",
         "dataset uploaded by CDK's handler",
         "the endpoint serves the trained model",
+        "the deploy waited for the job until its state-change event released it",
         "uploads to the input bucket fire the client Lambda",
         "a second deploy of the unchanged tree changes nothing",
         "a retrain deploys the training and serving stacks only",
         "a retrain starts a new training job",
         "the endpoint gets a new model and endpoint config with the new model",
+        "a longer run time keeps the job, and its new wait condition is released at once",
     ],
     "teardown": [
         "retain leaves exactly the five buckets",
@@ -48,11 +50,12 @@ def test_no_check_is_left_unlisted(request: pytest.FixtureRequest, run: str) -> 
 def test_the_retrain_replaces_model_and_config_and_updates_the_endpoint(
     rehearsal: RehearsalRun,
 ) -> None:
-    serving = rehearsal.deploys[-1].result("serving")
+    retrain = next(d for d in rehearsal.deploys if "num_leaves=63" in d.label)
+    serving = retrain.result("serving")
     assert sorted(serving.replaced) == ["EndpointConfig", "Model"]
     assert sorted(serving.modified) == ["Endpoint", "EndpointConfig", "Model"]
-    training = rehearsal.deploys[-1].result("training")
-    assert training.replaced == ["TrainingJobC32D198B"]
+    training = retrain.result("training")
+    assert sorted(training.replaced) == ["TrainingJobC32D198B", "TrainingJobResult669C2093"]
 
 
 def test_the_report_says_what_the_emulator_skipped(rehearsal: RehearsalRun) -> None:
@@ -61,6 +64,7 @@ def test_the_report_says_what_the_emulator_skipped(rehearsal: RehearsalRun) -> N
     assert "AWS::S3::Bucket: properties ignored: LifecycleConfiguration" in report
     assert "IAM is not enforced" in report
     assert "Custom::SageMakerTrainingJob x1: custom resource, handler run" in report
+    assert "AWS::CloudFormation::WaitCondition x3: emulated here, released by a SUCCESS" in report
 
 
 def test_destroy_empties_each_bucket_with_cdks_own_handler(teardown: RehearsalRun) -> None:
