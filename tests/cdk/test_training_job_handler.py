@@ -149,6 +149,12 @@ def described(name: str, status: str, **extra) -> dict:
     }
 
 
+def expect_describe(stubber: Stubber, job: str, status: str, **extra) -> None:
+    stubber.add_response(
+        "describe_training_job", described(job, status, **extra), {"TrainingJobName": job}
+    )
+
+
 def name(attempt: int) -> str:
     return handler.job_name(STEM, attempt)
 
@@ -219,9 +225,7 @@ def test_spot_jobs_of_one_input_set_share_a_checkpoint_folder(sagemaker, wait_ha
         "MaxWaitTimeInSeconds": "2400",
         "CheckpointS3Uri": "s3://models-bucket/checkpoints/",
     }
-    stubber.add_response(
-        "describe_training_job", described(name(1), "Stopped"), {"TrainingJobName": name(1)}
-    )
+    expect_describe(stubber, name(1), "Stopped")
     stubber.add_client_error("describe_training_job", **NOT_FOUND)
     request = handler.create_request(spot, name(2))
     stubber.add_response("create_training_job", {"TrainingJobArn": "arn:x"}, request)
@@ -239,9 +243,7 @@ def test_spot_jobs_of_one_input_set_share_a_checkpoint_folder(sagemaker, wait_ha
 def test_a_completed_job_reused_after_a_rollback_releases_the_wait_at_once(sagemaker, wait_handle):
     """Its state-change event is long gone: the custom resource signals SUCCESS itself."""
     client, stubber = sagemaker
-    stubber.add_response(
-        "describe_training_job", described(name(1), "Completed"), {"TrainingJobName": name(1)}
-    )
+    expect_describe(stubber, name(1), "Completed")
     result = handler.handle_event(event("Create", handle=wait_handle), client)
     assert result["PhysicalResourceId"] == name(1)
     assert wait_handle.signals == [
@@ -257,9 +259,7 @@ def test_a_completed_job_reused_after_a_rollback_releases_the_wait_at_once(sagem
 
 def test_a_running_job_of_the_same_inputs_is_adopted_and_left_to_its_event(sagemaker, wait_handle):
     client, stubber = sagemaker
-    stubber.add_response(
-        "describe_training_job", described(name(1), "InProgress"), {"TrainingJobName": name(1)}
-    )
+    expect_describe(stubber, name(1), "InProgress")
     result = handler.handle_event(event("Create", handle=wait_handle), client)
     assert result["PhysicalResourceId"] == name(1)
     assert wait_handle.signals == []
@@ -268,9 +268,7 @@ def test_a_running_job_of_the_same_inputs_is_adopted_and_left_to_its_event(sagem
 @pytest.mark.parametrize("status", ["Failed", "Stopped", "Stopping"])
 def test_create_skips_names_of_failed_or_stopped_jobs(sagemaker, wait_handle, status):
     client, stubber = sagemaker
-    stubber.add_response(
-        "describe_training_job", described(name(1), status), {"TrainingJobName": name(1)}
-    )
+    expect_describe(stubber, name(1), status)
     stubber.add_client_error("describe_training_job", **NOT_FOUND)
     stubber.add_response("create_training_job", {"TrainingJobArn": "arn:x"}, _any_request(name(2)))
     result = handler.handle_event(event("Create", handle=wait_handle), client)
@@ -281,11 +279,7 @@ def test_create_skips_names_of_failed_or_stopped_jobs(sagemaker, wait_handle, st
 def test_create_gives_up_after_many_unusable_names(sagemaker, wait_handle):
     client, stubber = sagemaker
     for attempt in range(1, handler.MAX_ATTEMPTS + 1):
-        stubber.add_response(
-            "describe_training_job",
-            described(name(attempt), "Failed"),
-            {"TrainingJobName": name(attempt)},
-        )
+        expect_describe(stubber, name(attempt), "Failed")
     with pytest.raises(
         RuntimeError, match=re.escape("change an input, e.g. the 'seed' hyperparameter")
     ):
@@ -303,9 +297,7 @@ def test_an_update_under_a_new_wait_condition_keeps_the_job_and_releases_the_wai
     """A longer max_run_seconds needs a new wait condition but no new model."""
     client, stubber = sagemaker
     longer = {**PROPERTIES, "MaxRuntimeInSeconds": "7200"}
-    stubber.add_response(
-        "describe_training_job", described(name(1), "Completed"), {"TrainingJobName": name(1)}
-    )
+    expect_describe(stubber, name(1), "Completed")
     result = handler.handle_event(
         event("Update", longer, physical_id=name(1), old_properties=PROPERTIES, handle=wait_handle),
         client,
@@ -335,9 +327,7 @@ def test_a_changed_update_starts_a_new_job(sagemaker, wait_handle):
 
 def test_delete_stops_a_running_job(sagemaker):
     client, stubber = sagemaker
-    stubber.add_response(
-        "describe_training_job", described(name(1), "InProgress"), {"TrainingJobName": name(1)}
-    )
+    expect_describe(stubber, name(1), "InProgress")
     stubber.add_response("stop_training_job", {}, {"TrainingJobName": name(1)})
     assert handler.handle_event(event("Delete", physical_id=name(1)), client) == {
         "PhysicalResourceId": name(1)
@@ -347,9 +337,7 @@ def test_delete_stops_a_running_job(sagemaker):
 def test_delete_of_a_completed_job_keeps_it(sagemaker):
     """The replaced job after an update: its model may still serve until the switch-over."""
     client, stubber = sagemaker
-    stubber.add_response(
-        "describe_training_job", described(name(1), "Completed"), {"TrainingJobName": name(1)}
-    )
+    expect_describe(stubber, name(1), "Completed")
     assert handler.handle_event(event("Delete", physical_id=name(1)), client) == {
         "PhysicalResourceId": name(1)
     }
@@ -370,11 +358,7 @@ def state_change(handle: WaitHandle, job: str) -> dict:
 
 def test_a_completed_job_signals_success(sagemaker, wait_handle):
     client, stubber = sagemaker
-    stubber.add_response(
-        "describe_training_job",
-        described(name(1), "Completed", SecondaryStatus="Completed"),
-        {"TrainingJobName": name(1)},
-    )
+    expect_describe(stubber, name(1), "Completed", SecondaryStatus="Completed")
     handler.handle_state_change(state_change(wait_handle, name(1)), client)
     assert [(s["Status"], s["UniqueId"]) for s in wait_handle.signals] == [("SUCCESS", name(1))]
 
@@ -382,11 +366,7 @@ def test_a_completed_job_signals_success(sagemaker, wait_handle):
 def test_a_failed_job_signals_failure_with_sagemakers_reason(sagemaker, wait_handle):
     client, stubber = sagemaker
     reason = "AlgorithmError: column 'label' not found in /opt/ml/input/data/training/train.csv"
-    stubber.add_response(
-        "describe_training_job",
-        described(name(1), "Failed", SecondaryStatus="Failed", FailureReason=reason),
-        {"TrainingJobName": name(1)},
-    )
+    expect_describe(stubber, name(1), "Failed", SecondaryStatus="Failed", FailureReason=reason)
     handler.handle_state_change(state_change(wait_handle, name(1)), client)
     assert wait_handle.signals == [
         {
@@ -400,11 +380,7 @@ def test_a_failed_job_signals_failure_with_sagemakers_reason(sagemaker, wait_han
 
 def test_a_stopped_job_signals_failure(sagemaker, wait_handle):
     client, stubber = sagemaker
-    stubber.add_response(
-        "describe_training_job",
-        described(name(1), "Stopped", SecondaryStatus="MaxRuntimeExceeded"),
-        {"TrainingJobName": name(1)},
-    )
+    expect_describe(stubber, name(1), "Stopped", SecondaryStatus="MaxRuntimeExceeded")
     handler.handle_state_change(state_change(wait_handle, name(1)), client)
     [signal] = wait_handle.signals
     assert signal["Status"] == "FAILURE"
@@ -415,11 +391,7 @@ def test_a_stopped_job_signals_failure(sagemaker, wait_handle):
 
 def test_a_long_failure_reason_is_cut_to_fit_a_stack_event(sagemaker, wait_handle):
     client, stubber = sagemaker
-    stubber.add_response(
-        "describe_training_job",
-        described(name(1), "Failed", FailureReason="x" * 5000),
-        {"TrainingJobName": name(1)},
-    )
+    expect_describe(stubber, name(1), "Failed", FailureReason="x" * 5000)
     handler.handle_state_change(state_change(wait_handle, name(1)), client)
     assert len(wait_handle.signals[0]["Reason"]) == handler.MAX_REASON_CHARACTERS
 
@@ -428,22 +400,14 @@ def test_a_long_failure_reason_is_cut_to_fit_a_stack_event(sagemaker, wait_handl
 def test_an_event_for_a_job_that_has_not_ended_signals_nothing(sagemaker, wait_handle, status):
     """An event is a hint; the job's own description decides (events can come late)."""
     client, stubber = sagemaker
-    stubber.add_response(
-        "describe_training_job", described(name(1), status), {"TrainingJobName": name(1)}
-    )
+    expect_describe(stubber, name(1), status)
     assert handler.handle_state_change(state_change(wait_handle, name(1)), client) is None
     assert wait_handle.signals == []
 
 
 def result_event(request_type: str = "Create", **extra) -> dict:
-    return {
-        **event(
-            request_type,
-            {"TrainingJobName": name(1)},
-            resource_type=handler.RESULT_RESOURCE_TYPE,
-            **extra,
-        )
-    }
+    properties = {"TrainingJobName": name(1)}
+    return event(request_type, properties, resource_type=handler.RESULT_RESOURCE_TYPE, **extra)
 
 
 def test_the_result_is_the_models_location_and_the_final_metrics(sagemaker):
@@ -452,10 +416,8 @@ def test_the_result_is_the_models_location_and_the_final_metrics(sagemaker):
         {"MetricName": "Validation Accuracy", "Value": 0.97, "Timestamp": datetime(2026, 1, 1)},
         {"MetricName": "Validation Loss", "Value": 0.08, "Timestamp": datetime(2026, 1, 1)},
     ]
-    stubber.add_response(
-        "describe_training_job",
-        described(name(1), "Completed", SecondaryStatus="Completed", FinalMetricDataList=metrics),
-        {"TrainingJobName": name(1)},
+    expect_describe(
+        stubber, name(1), "Completed", SecondaryStatus="Completed", FinalMetricDataList=metrics
     )
     result = handler.handle_event(result_event(), client)
     assert result["PhysicalResourceId"] == name(1)
@@ -471,9 +433,7 @@ def test_the_result_is_the_models_location_and_the_final_metrics(sagemaker):
 
 def test_a_result_of_a_job_without_a_model_fails(sagemaker):
     client, stubber = sagemaker
-    stubber.add_response(
-        "describe_training_job", described(name(1), "Failed"), {"TrainingJobName": name(1)}
-    )
+    expect_describe(stubber, name(1), "Failed")
     with pytest.raises(RuntimeError, match=f"training job {name(1)} is Failed, not Completed"):
         handler.handle_event(result_event(), client)
 
