@@ -41,6 +41,11 @@ class MLPaths:
         return self.root / "model"
 
     @property
+    def checkpoint_dir(self) -> Path:
+        """Synced to S3 and restored into a rerun, if the job has a CheckpointConfig."""
+        return self.root / "checkpoints"
+
+    @property
     def output_dir(self) -> Path:
         return self.root / "output"
 

@@ -4,11 +4,15 @@ Training calls ``fit`` with the prepared data and the parsed hyperparameters (th
 ones, and the family's own under ``hp.model``) and saves what it returns; the server calls
 ``load``. A family's module imports its library only inside these methods, so its
 hyperparameter rules can be read where the library is not installed (the CDK app at synth).
+
+Early stopping and checkpoints are the kit's, behind ``on_iteration``: a family reports each
+iteration's losses and a way to serialize its model (``snapshot``), and continues from such
+bytes when it is given a ``Resume``. A family that gives no snapshot is never checkpointed.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -45,6 +49,44 @@ class Fitted(Predictor, Protocol):
         ...
 
 
+Loss = tuple[str, str, float]
+"""``(data set, metric, value)`` after an iteration, e.g. ``("validation", "binary_logloss",
+0.21)``."""
+
+Snapshot = Callable[[int], bytes]
+"""The model's first ``n`` iterations as bytes that a ``Resume`` brings back to ``fit``."""
+
+
+class OnIteration(Protocol):
+    def __call__(
+        self,
+        done: int,
+        total: int,
+        losses: Sequence[Loss] = (),
+        snapshot: Snapshot | None = None,
+    ) -> int | None:
+        """After iteration ``done`` of ``total`` (resumed ones counted): log it, watch the
+        first loss for early stopping, checkpoint ``snapshot(done)`` now and then.
+
+        None: go on. A number: training ends here (early stopping, or the last iteration) and
+        the model keeps that many iterations.
+        """
+        ...
+
+
+@dataclass(frozen=True)
+class Resume:
+    """A fit to continue from a checkpoint: ``model`` is what ``snapshot(iterations)`` gave.
+
+    ``keep`` is set when training had already ended there: the model keeps its first ``keep``
+    iterations and nothing more is trained.
+    """
+
+    iterations: int
+    model: bytes
+    keep: int | None = None
+
+
 class ModelFamily(Protocol):
     name: str
     # The family's own hyperparameters, beyond the common ones, with their defaults.
@@ -59,10 +101,14 @@ class ModelFamily(Protocol):
         self,
         data: PreparedData,
         hp: Hyperparameters,
-        on_iteration: Callable[[int, int], None],
+        on_iteration: OnIteration,
+        resume: Resume | None = None,
     ) -> Fitted:
-        """Fit on ``data.train_*``, watch ``data.val_*``, stop early as ``hp`` says; call
-        ``on_iteration(done, total)`` after each iteration."""
+        """Fit on ``data.train_*``, watch ``data.val_*``; after each iteration call
+        ``on_iteration`` and stop when it returns the number of iterations to keep.
+
+        ``resume`` is passed only to a family that gave snapshots: continue from its bytes.
+        """
         ...
 
     def load(self, model_dir: Path, n_features: int, n_classes: int) -> Predictor:

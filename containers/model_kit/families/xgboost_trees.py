@@ -8,14 +8,17 @@ code. XGBoost is imported only inside the methods (see ``families.base``).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from model_kit.families.base import (
     FitFacts,
     ModelLoadError,
+    OnIteration,
+    Resume,
     check_feature_count,
     class_probabilities,
     existing_model_file,
@@ -50,6 +53,11 @@ def xgboost_params(hp: Hyperparameters, n_classes: int) -> dict[str, object]:
     if not binary:
         params["num_class"] = n_classes
     return params
+
+
+def model_bytes(booster: xgboost.Booster, iterations: int) -> bytes:
+    """The first ``iterations`` iterations, whatever the booster has grown since."""
+    return bytes(booster[:iterations].save_raw("ubj"))
 
 
 @dataclass
@@ -108,44 +116,51 @@ class XGBoostTrees:
         return {"xgboost": xgboost.__version__}
 
     def fit(
-        self, data: PreparedData, hp: Hyperparameters, on_iteration: Callable[[int, int], None]
+        self,
+        data: PreparedData,
+        hp: Hyperparameters,
+        on_iteration: OnIteration,
+        resume: Resume | None = None,
     ) -> FittedBooster:
-        """Train on the training set, watch the validation set; stop early when it stops
-        improving. The booster is cut to its best iteration before it is kept."""
+        """Train on the training set, watch the validation set, until ``on_iteration`` ends
+        training; the booster is cut to the iteration it names before it is kept."""
         import numpy as np
         import xgboost
 
         n_classes = len(data.classes)
         log.info("training XGBoost (%s, %d classes)", objective_for(n_classes), n_classes)
-        train_set = xgboost.DMatrix(data.train_x, label=data.train_y, missing=np.nan)
-        validation_set = xgboost.DMatrix(data.val_x, label=data.val_y, missing=np.nan)
-        from model_kit.training.progress import ProgressLog
+        done, keep = (resume.iterations, resume.keep) if resume else (0, None)
+        booster = xgboost.Booster(model_file=bytearray(resume.model)) if resume else None
+        if keep is None:
+            train_set = xgboost.DMatrix(data.train_x, label=data.train_y, missing=np.nan)
+            validation_set = xgboost.DMatrix(data.val_x, label=data.val_y, missing=np.nan)
 
-        progress = ProgressLog(on_iteration)
+            class Report(xgboost.callback.TrainingCallback):
+                def after_iteration(self, model: Any, epoch: int, evals_log: Any) -> bool:
+                    nonlocal done, keep
+                    # Not epoch + 1: epochs count from 0 again when training continues.
+                    done = model.num_boosted_rounds()
+                    losses = [
+                        (name, metric, values[-1])
+                        for name, metrics in evals_log.items()
+                        for metric, values in metrics.items()
+                    ]
+                    keep = on_iteration(
+                        done, hp.num_iterations, losses, partial(model_bytes, model)
+                    )
+                    return keep is not None
 
-        class Report(xgboost.callback.TrainingCallback):
-            def after_iteration(self, model: Any, epoch: int, evals_log: Any) -> bool:
-                losses = [
-                    (name, metric, values[-1])
-                    for name, metrics in evals_log.items()
-                    for metric, values in metrics.items()
-                ]
-                progress.iteration(epoch + 1, hp.num_iterations, losses)
-                return False
-
-        booster = xgboost.train(
-            xgboost_params(hp, n_classes),
-            train_set,
-            num_boost_round=hp.num_iterations,
-            evals=[(validation_set, "validation")],
-            early_stopping_rounds=hp.early_stopping_rounds or None,
-            callbacks=[Report()],
-            verbose_eval=False,
-        )
-        best = booster.best_iteration + 1 if hp.early_stopping_rounds else progress.done
-        progress.finished(hp, best)
-        facts = FitFacts(objective_for(n_classes), best, progress.done)
-        return FittedBooster(booster[:best], n_classes, facts)
+            booster = xgboost.train(
+                xgboost_params(hp, n_classes),
+                train_set,
+                num_boost_round=hp.num_iterations - done,
+                evals=[(validation_set, "validation")],
+                xgb_model=booster,
+                callbacks=[Report()],
+                verbose_eval=False,
+            )
+        facts = FitFacts(objective_for(n_classes), keep, done)
+        return FittedBooster(booster[:keep], n_classes, facts)
 
     def load(self, model_dir: Path, n_features: int, n_classes: int) -> BoosterPredictor:
         import xgboost

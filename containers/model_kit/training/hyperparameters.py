@@ -37,6 +37,8 @@ class Hyperparameters:
     early_stopping_rounds: int = 20
     validation_fraction: float = 0.2
     seed: int = 42
+    checkpoint_every_iterations: int = 50
+    checkpoint_every_seconds: int = 300
     model: Mapping[str, Any] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
@@ -62,7 +64,15 @@ RULES: dict[str, Rule] = {
         parse_float, "a number strictly between 0 and 1", lambda v: 0 < v < 1
     ),
     "seed": Rule(parse_int, f"a whole number from 0 to {INT32}", lambda v: 0 <= v <= INT32),
+    "checkpoint_every_iterations": Rule(
+        parse_int, "a whole number >= 1 (iterations between two checkpoints)", lambda v: v >= 1
+    ),
+    "checkpoint_every_seconds": Rule(
+        parse_int, "a whole number >= 1 (seconds between two checkpoints)", lambda v: v >= 1
+    ),
 }
+# How often to checkpoint, not what is trained: a checkpoint resumes whatever they were.
+CHECKPOINT_SETTINGS = ("checkpoint_every_iterations", "checkpoint_every_seconds")
 
 
 def parse_hyperparameters(
