@@ -4,7 +4,10 @@ Synthesizes the CDK app, then runs what the stacks would run in AWS, with the
 configuration read back from the synthesized templates (never a second copy):
 
 1. the training program on the bundled data, in SageMaker's directory layout,
-   with the training job's hyperparameters and metric definitions;
+   with the training job's hyperparameters and metric definitions; for a spot job
+   (``-c config.training.use_spot=true ...``), as SageMaker runs one whose instance is
+   reclaimed: stopped with SIGTERM after its first checkpoint, then resumed on a second
+   instance from the checkpoints the first left, with how much the resume saved;
 2. packages the model as SageMaker does (``model.tar.gz``) and unpacks it into a
    fresh, read-only serving tree;
 3. the model server with the serving stack's container environment, moto's S3
@@ -24,12 +27,15 @@ import argparse
 import contextlib
 import json
 import os
+import re
+import shutil
 import signal
 import subprocess
 import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -83,10 +89,30 @@ def say(text: str) -> None:
 # --- the synthesized app: the one source of truth for what the demo runs ------------------
 
 
-def run_training(ml_root: Path, image_env: dict[str, str]) -> str:
-    """Run ``train`` as ``docker run IMAGE train`` would; echo and return its log."""
+# The training program's lines the spot emulation reads.
+CHECKPOINT_WRITTEN = re.compile(r"checkpoint (checkpoint-\d+\.ckpt) written")
+RESUMED = re.compile(
+    r"resuming from (checkpoint-\d+\.ckpt): iteration (\d+) of \d+ .*?; ([\d.]+) s of training"
+)
+EXIT_STOPPED = 128 + signal.SIGTERM
+
+
+@dataclass(frozen=True)
+class TrainingRun:
+    log: str
+    # Ended by the SIGTERM the demo sent (exit code 143), not by finishing.
+    stopped: bool
+
+
+def run_training(ml_root: Path, image_env: dict[str, str], reclaim: bool = False) -> TrainingRun:
+    """Run ``train`` as ``docker run IMAGE train`` would; echo and return its log.
+
+    ``reclaim``: send SIGTERM, SageMaker's notice that a spot instance is being reclaimed, as
+    soon as the first checkpoint is written.
+    """
     env = {**os.environ, **image_env, "ML_ROOT": str(ml_root), "PYTHONUNBUFFERED": "1"}
     lines: list[str] = []
+    sent = False
     with subprocess.Popen(
         [sys.executable, str(TRAIN_PROGRAM)],
         env=env,
@@ -99,15 +125,68 @@ def run_training(ml_root: Path, image_env: dict[str, str]) -> str:
             for line in process.stdout:
                 lines.append(line)
                 print(f"      │ {line.rstrip()}", flush=True)
+                if reclaim and not sent and CHECKPOINT_WRITTEN.search(line):
+                    print("      │ ── SIGTERM: the spot instance is being reclaimed ──", flush=True)
+                    process.send_signal(signal.SIGTERM)
+                    sent = True
         finally:
             if process.poll() is None:
                 process.terminate()
             process.wait()
-    if process.returncode != 0:
+    stopped = sent and process.returncode == EXIT_STOPPED
+    if process.returncode != 0 and not stopped:
         failure = ml_root / "output" / "failure"
         reason = failure.read_text() if failure.exists() else "no failure file written"
         raise JobError(f"training exited with code {process.returncode}: {reason}")
-    return "".join(lines)
+    return TrainingRun("".join(lines), stopped)
+
+
+@dataclass(frozen=True)
+class SpotResume:
+    """What resuming on a second instance saved of the run."""
+
+    checkpoint: str
+    resumed_at: int
+    iterations: int
+    seconds_saved: float
+
+    def describe(self) -> str:
+        return (
+            f"resumed from {self.checkpoint}: {self.resumed_at} of the run's {self.iterations} "
+            f"iterations ({self.resumed_at / self.iterations:.0%}) and {self.seconds_saved:.1f} s "
+            "of training were not repeated"
+        )
+
+
+def train_on_spot(
+    workdir: Path, job: dict[str, Any], image_env: dict[str, str]
+) -> tuple[Path, str, SpotResume]:
+    """A spot job whose instance is reclaimed, as SageMaker runs it: instance 1 gets SIGTERM
+    after its first checkpoint; SageMaker syncs `/opt/ml/checkpoints` to S3 and restores it
+    on instance 2, which resumes. Returns instance 2's tree and log, and what was saved.
+    """
+    first = fresh_dir(workdir / "training-reclaimed")
+    prepare_training_tree(first, job)
+    (first / "checkpoints").mkdir()
+    say("instance 1: SIGTERM (the spot reclaim notice) once its first checkpoint is written")
+    if not run_training(first, image_env, reclaim=True).stopped:
+        say(
+            "instance 1 finished before the notice landed; a reclaimed instance uploads no "
+            "model, so only its checkpoints carry over"
+        )
+    second = fresh_dir(workdir / "training")
+    prepare_training_tree(second, job)
+    shutil.copytree(first / "checkpoints", second / "checkpoints")
+    restored = ", ".join(sorted(path.name for path in (second / "checkpoints").iterdir()))
+    say(f"instance 2: {restored} restored from S3")
+    log = run_training(second, image_env).log
+    found = RESUMED.search(log)
+    if found is None:
+        raise JobError("instance 2 did not resume from instance 1's checkpoints")
+    metadata = json.loads((second / "model" / "metadata.json").read_text())
+    resume = SpotResume(found[1], int(found[2]), metadata["iterations_run"], float(found[3]))
+    say(resume.describe())
+    return second, log, resume
 
 
 # --- the client, as Lambda runs it -------------------------------------------------------
@@ -158,10 +237,15 @@ def run(workdir: Path, progress: Progress, context: list[str]) -> dict[str, Any]
 
     with progress.step("Training on the bundled data, as the training stack's job would"):
         job = templates.the("Custom::SageMakerTrainingJob")
-        training_root = fresh_dir(workdir / "training")
-        prepare_training_tree(training_root, job)
         say(f"hyperparameters: {json.dumps(job['HyperParameters'], sort_keys=True)}")
-        metrics = parse_metrics(run_training(training_root, image_env), job["MetricDefinitions"])
+        spot = None
+        if job["UseSpot"] == "true":
+            training_root, log, spot = train_on_spot(workdir, job, image_env)
+        else:
+            training_root = fresh_dir(workdir / "training")
+            prepare_training_tree(training_root, job)
+            log = run_training(training_root, image_env).log
+        metrics = parse_metrics(log, job["MetricDefinitions"])
         for name, value in metrics.items():
             say(f"metric {name}: {value}")
 
@@ -256,6 +340,7 @@ def run(workdir: Path, progress: Progress, context: list[str]) -> dict[str, Any]
         "records": len(lines),
         "output": f"s3://{output_bucket}/{output_key}",
         "latency_s": latency,
+        "spot_resume": spot.describe() if spot else None,
         "artefacts": {
             "templates": cdk_out,
             "model": training_root / "model",
@@ -272,6 +357,8 @@ def print_summary(result: dict[str, Any]) -> None:
     print(f"  records scored      : {result['records']}")
     print(f"  output key          : {result['output']}")
     print(f"  end-to-end latency  : {result['latency_s']:.2f} s (upload to predictions)")
+    if result["spot_resume"]:
+        print(f"  spot resume         : {result['spot_resume']}")
     for name, path in result["artefacts"].items():
         print(f"  {name:<20}: {path}")
 

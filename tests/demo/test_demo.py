@@ -152,3 +152,33 @@ def test_ctrl_c_stops_every_process_the_demo_started(runs: Runs) -> None:
     assert "every process it started was stopped" in run.output
     assert len(runs.interrupted_urls) == 3
     assert not [url for url in runs.interrupted_urls if is_listening(url)]
+
+
+def test_a_spot_demo_reports_what_the_resume_saved(runs: Runs, tmp_path: Path) -> None:
+    """Instance 1 is reclaimed after its first checkpoint; instance 2 resumes from it and
+    writes the very model file of the uninterrupted demo."""
+    demo = start_demo(
+        tmp_path / "spot", "config.training.use_spot=true", "config.training.max_wait_seconds=2400"
+    )
+    output, _ = demo.communicate(timeout=TIMEOUT_S)
+    assert demo.returncode == 0, output
+    assert "SIGTERM: the spot instance is being reclaimed" in output
+    saved = re.search(
+        r"spot resume\s+: resumed from checkpoint-(\d+)\.ckpt: (\d+) of the run's (\d+) "
+        r"iterations \((\d+)%\) and [0-9.]+ s of training were not repeated",
+        output,
+    )
+    assert saved, output
+    checkpoint, resumed_at, iterations, share = map(int, saved.groups())
+    assert checkpoint == resumed_at >= 1
+    assert resumed_at < iterations
+    assert share == round(100 * resumed_at / iterations)
+    metadata = json.loads((tmp_path / "spot" / "training" / "model" / "metadata.json").read_text())
+    assert metadata["resumed_from_iteration"] == resumed_at
+    assert metadata["iterations_run"] == iterations
+    model_file = Path("training") / "model" / "model.txt"
+    assert (tmp_path / "spot" / model_file).read_bytes() == (
+        runs.complete.workdir / model_file
+    ).read_bytes()
+    predictions = (tmp_path / "spot" / "predictions.csv").read_text().splitlines()
+    assert len(predictions) == INFERENCE_ROWS
