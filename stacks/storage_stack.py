@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from aws_cdk import CfnOutput, RemovalPolicy, Stack
+from aws_cdk import CfnOutput, Duration, RemovalPolicy, Stack
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
@@ -19,6 +19,9 @@ from stacks.config import StorageConfig
 
 DATA_DIR = Path(__file__).resolve().parent.parent / "data"
 BUNDLED_CHANNELS = ("training", "validation")
+# A checkpoint serves only a job of the same inputs that resumes: one spot job (at most 12 h)
+# or the next deploy's attempt after a stopped one. A week covers both, then it is waste.
+CHECKPOINT_EXPIRATION_DAYS = 7
 
 
 class StorageStack(Stack):
@@ -82,6 +85,11 @@ class StorageStack(Stack):
         models = self.models_bucket.bucket_name
         self.training_output = S3Location(models, "training-output/")
         self.checkpoints = S3Location(models, "checkpoints/")
+        self.models_bucket.add_lifecycle_rule(
+            id="ExpireCheckpoints",
+            prefix=self.checkpoints.prefix,
+            expiration=Duration.days(CHECKPOINT_EXPIRATION_DAYS),
+        )
         self.data_capture = S3Location(models, "data-capture/")
         self.input = S3Location(self.input_bucket.bucket_name, "")
         self.output = S3Location(self.output_bucket.bucket_name, "")

@@ -138,6 +138,20 @@ def test_scratch_buckets_expire_objects(synthesized):
         assert rule["ExpirationInDays"] >= 1
 
 
+def test_checkpoints_expire_and_nothing_else_in_the_models_bucket(synthesized):
+    buckets = synthesized.resources("storage", "AWS::S3::Bucket")
+    (models,) = [b for logical_id, b in buckets.items() if logical_id.startswith("Models")]
+    rules = models["Properties"]["LifecycleConfiguration"]["Rules"]
+    (checkpoints,) = [rule for rule in rules if "Prefix" in rule]
+    assert checkpoints == {
+        "ExpirationInDays": 7,
+        "Id": "ExpireCheckpoints",
+        "Prefix": "checkpoints/",
+        "Status": "Enabled",
+    }
+    assert not [rule for rule in rules if "ExpirationInDays" in rule and rule is not checkpoints]
+
+
 def test_bundled_dataset_goes_to_training_and_validation_prefixes(synthesized):
     deployments = synthesized.resources("storage", "Custom::CDKBucketDeployment")
     prefixes = sorted(d["Properties"]["DestinationBucketKeyPrefix"] for d in deployments.values())
