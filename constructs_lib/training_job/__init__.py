@@ -7,7 +7,10 @@ CloudFormation wait condition when the job ends; the wait condition holds the de
 then (up to 12 hours, where a custom resource may take one), and a second custom resource
 then reads the job's model location and metrics. Wait conditions cannot be updated, so the
 handle and the condition are named by a digest of what they wait for: an unchanged redeploy
-has nothing to wait for, a changed one gets a fresh pair.
+has nothing to wait for, a changed one gets a fresh pair. A signal sent to a handle before its
+condition exists still counts (CloudFormation reads the signals the handle holds, which is
+why it warns never to reuse one), so a job that ends before the condition is created
+releases it all the same.
 """
 
 from __future__ import annotations
