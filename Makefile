@@ -43,8 +43,9 @@ synth: setup
 
 # The whole pipeline on this machine (no AWS account): synth, train, package, serve, score.
 # DEMO_ARGS: `-c KEY=VALUE` overrides for the synth, e.g. DEMO_ARGS="-c config.model_family=xgboost".
+# MODE: the endpoint's hosting (`serving.mode`), e.g. MODE=serverless.
 demo: setup
-	$(PY) -m local.demo $(DEMO_ARGS)
+	$(PY) -m local.demo $(if $(MODE),-c config.serving.mode=$(MODE)) $(DEMO_ARGS)
 
 # `cdk deploy --all` into moto (new account, unchanged tree, retrain) and `cdk destroy --all`
 # (retain, destroy), checked; prints what the emulator skipped. `make test` runs it too.

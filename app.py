@@ -101,6 +101,7 @@ def build_app(context: dict[str, Any] | None = None, outdir: str | None = None) 
         input_bucket_name=storage.input_bucket.bucket_name,
         output_bucket_name=storage.output_bucket.bucket_name,
         endpoint_name=serving.endpoint_name,
+        serving_mode=config.serving.mode,
         alarm_topic_arn=serving.alarm_topic.topic_arn,
         log_retention=retain_days,
         env=env,

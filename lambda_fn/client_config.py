@@ -11,14 +11,17 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 MIB = 1024 * 1024
-# SageMaker real-time endpoints reject request payloads above 6 MB.
+# SageMaker real-time endpoints reject request payloads above 6 MB, serverless ones above 4 MB.
 ENDPOINT_PAYLOAD_LIMIT = 6 * MIB
+SERVERLESS_PAYLOAD_LIMIT = 4 * MIB
 # S3 multipart parts must be at least 5 MiB (except the last).
 MIN_PART_BYTES = 5 * MIB
 RETRY_MODES = ("standard", "adaptive")
 # Set by the client stack: where results go, and the endpoint to call.
 OUTPUT_BUCKET_VARIABLE = "INFERENCE_OUTPUT_BUCKET"
 ENDPOINT_VARIABLE = "MODEL_ENDPOINT"
+# How the endpoint is hosted (the serving stack's `serving.mode`); it sets the defaults below.
+SERVING_MODE_VARIABLE = "SERVING_MODE"
 
 
 class ConfigError(Exception):
@@ -50,10 +53,34 @@ class IntSetting:
         return value
 
 
-MAX_REQUEST_BYTES = IntSetting("MAX_REQUEST_BYTES", 5 * MIB, 1024, ENDPOINT_PAYLOAD_LIMIT)
 REQUEST_CONCURRENCY = IntSetting("REQUEST_CONCURRENCY", 4, 1, 16)
-MAX_ATTEMPTS = IntSetting("MAX_ATTEMPTS", 5, 1, 20)
 OUTPUT_PART_BYTES = IntSetting("OUTPUT_PART_BYTES", 8 * MIB, MIN_PART_BYTES, 100 * MIB)
+
+
+@dataclass(frozen=True)
+class ModeDefaults:
+    """What calling an endpoint of one hosting mode takes: the largest request it accepts
+    (with the default kept below it), and how hard to retry."""
+
+    max_request_bytes: IntSetting
+    max_attempts: IntSetting
+    retry_mode: str
+
+
+MODES = {
+    "realtime": ModeDefaults(
+        IntSetting("MAX_REQUEST_BYTES", 5 * MIB, 1024, ENDPOINT_PAYLOAD_LIMIT),
+        IntSetting("MAX_ATTEMPTS", 5, 1, 20),
+        "standard",
+    ),
+    # A serverless endpoint starts cold after idling and throttles beyond its maximum
+    # concurrency: more attempts, and adaptive retries that slow this client down on throttling.
+    "serverless": ModeDefaults(
+        IntSetting("MAX_REQUEST_BYTES", 3 * MIB, 1024, SERVERLESS_PAYLOAD_LIMIT),
+        IntSetting("MAX_ATTEMPTS", 8, 1, 20),
+        "adaptive",
+    ),
+}
 
 
 @dataclass(frozen=True)
@@ -62,9 +89,9 @@ class ClientConfig:
 
     output_bucket: str
     endpoint_name: str
-    max_request_bytes: int = MAX_REQUEST_BYTES.default
+    max_request_bytes: int = MODES["realtime"].max_request_bytes.default
     request_concurrency: int = REQUEST_CONCURRENCY.default
-    max_attempts: int = MAX_ATTEMPTS.default
+    max_attempts: int = MODES["realtime"].max_attempts.default
     retry_mode: str = "standard"
     output_part_bytes: int = OUTPUT_PART_BYTES.default
 
@@ -77,15 +104,20 @@ def load_config(env: Mapping[str, str]) -> ClientConfig:
         required[name] = env.get(name, "").strip()
         if not required[name]:
             problems.append(f"{name} is not set (required)")
-    retry_mode = env.get("RETRY_MODE", "").strip() or "standard"
+    mode = env.get(SERVING_MODE_VARIABLE, "").strip() or "realtime"
+    if mode not in MODES:
+        problems.append(f"{SERVING_MODE_VARIABLE}={mode!r} is not one of {', '.join(MODES)}")
+        mode = "realtime"
+    defaults = MODES[mode]
+    retry_mode = env.get("RETRY_MODE", "").strip() or defaults.retry_mode
     if retry_mode not in RETRY_MODES:
         problems.append(f"RETRY_MODE={retry_mode!r} is not one of {', '.join(RETRY_MODES)}")
     config = ClientConfig(
         output_bucket=required[OUTPUT_BUCKET_VARIABLE],
         endpoint_name=required[ENDPOINT_VARIABLE],
-        max_request_bytes=MAX_REQUEST_BYTES.read(env, problems),
+        max_request_bytes=defaults.max_request_bytes.read(env, problems),
         request_concurrency=REQUEST_CONCURRENCY.read(env, problems),
-        max_attempts=MAX_ATTEMPTS.read(env, problems),
+        max_attempts=defaults.max_attempts.read(env, problems),
         retry_mode=retry_mode,
         output_part_bytes=OUTPUT_PART_BYTES.read(env, problems),
     )

@@ -1,8 +1,9 @@
 """S3-triggered client: score every created object with the SageMaker endpoint.
 
 Configuration (environment variables; see ``client_config``):
-``INFERENCE_OUTPUT_BUCKET`` and ``MODEL_ENDPOINT`` (required), ``MAX_REQUEST_BYTES``,
-``REQUEST_CONCURRENCY``, ``MAX_ATTEMPTS``, ``RETRY_MODE``, ``OUTPUT_PART_BYTES``.
+``INFERENCE_OUTPUT_BUCKET`` and ``MODEL_ENDPOINT`` (required), ``SERVING_MODE`` (the
+endpoint's hosting, which sets the defaults and bounds of ``MAX_REQUEST_BYTES``,
+``MAX_ATTEMPTS`` and ``RETRY_MODE``), ``REQUEST_CONCURRENCY``, ``OUTPUT_PART_BYTES``.
 
 Every record of the event is handled. Objects the file itself makes unscorable
 get an error report; transient failures are raised after the other records are

@@ -44,7 +44,7 @@ import boto3
 from local.credentials import FAKE_CREDENTIALS
 from local.model_server import start_model_server
 from local.moto_server import start_moto_server
-from local.runtime_adapter import start_runtime_adapter
+from local.runtime_adapter import Hosting, start_runtime_adapter
 from local.s3_event import object_created_record
 from local.sagemaker_jobs import (
     JobError,
@@ -276,8 +276,18 @@ def run(workdir: Path, progress: Progress, context: list[str]) -> dict[str, Any]
             s3_server = services.enter_context(start_moto_server())
             say(f"S3 (moto): {s3_server.url}")
             endpoint_name = templates.the("AWS::SageMaker::Endpoint")["EndpointName"]
-            adapter = services.enter_context(start_runtime_adapter(endpoint_name, model_server.url))
+            (variant,) = templates.the("AWS::SageMaker::EndpointConfig")["ProductionVariants"]
+            serverless = variant.get("ServerlessConfig")
+            hosting = Hosting.serverless(serverless["MaxConcurrency"]) if serverless else Hosting()
+            adapter = services.enter_context(
+                start_runtime_adapter(endpoint_name, model_server.url, hosting=hosting)
+            )
             say(f"SageMaker runtime for endpoint {endpoint_name!r}: {adapter.url}")
+            if serverless:
+                say(
+                    f"serverless: at most {hosting.max_concurrency} invocations at once (more "
+                    f"are throttled), {hosting.payload_limit_bytes} bytes per request"
+                )
 
         with progress.step("Uploading the inference file and invoking the client on S3's event"):
             function = templates.client_function()

@@ -12,9 +12,11 @@ container's ``/invocations`` and answers the way SageMaker does:
 - no answer from the container (refused, timed out): 424 ``ModelError`` with
   ``OriginalStatusCode`` 0, as SageMaker reports an invocation timeout;
 - unknown endpoint name: 400 ``ValidationError`` "Endpoint X of account Y not found.";
-- a body above 6 MB: 413 without an error type, "HTTP content length exceeded N
-  bytes." (what users reported from the real service, aws/sagemaker-python-sdk#171,
-  then with the older 5 MB limit); boto3 shows the code "413".
+- a body above 6 MB (4 MB for a serverless endpoint): 413 without an error type, "HTTP
+  content length exceeded N bytes." (what users reported from the real service,
+  aws/sagemaker-python-sdk#171, then with the older 5 MB limit); boto3 shows the code "413";
+- a serverless endpoint (``Hosting.serverless``) with its maximum concurrency of invocations
+  in flight: 400 ``ThrottlingException`` for one more.
 
 Fault injection emulates the service itself misbehaving (the AWS boundary, not
 our code): ``faults.throttle(n)`` answers the next n calls with 400
@@ -32,14 +34,12 @@ import threading
 import uuid
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from model_kit.serving.config import MIB, REALTIME_MAX_PAYLOAD_MB
-
+from lambda_fn.client_config import ENDPOINT_PAYLOAD_LIMIT, SERVERLESS_PAYLOAD_LIMIT
 from local.services import Stoppable
 
-# SageMaker's own limit on a real-time request, which it enforces before the container.
-PAYLOAD_LIMIT_BYTES = REALTIME_MAX_PAYLOAD_MB * MIB
 CONTAINER_TIMEOUT_SECONDS = 60.0
 VARIANT_NAME = "AllTraffic"
 
@@ -71,6 +71,19 @@ class Faults:
 
 
 @dataclass(frozen=True)
+class Hosting:
+    """What SageMaker enforces in front of the container, which depends on how the endpoint
+    is hosted: the largest request, and (serverless) the invocations it runs at once."""
+
+    payload_limit_bytes: int = ENDPOINT_PAYLOAD_LIMIT
+    max_concurrency: int | None = None
+
+    @classmethod
+    def serverless(cls, max_concurrency: int) -> Hosting:
+        return cls(SERVERLESS_PAYLOAD_LIMIT, max_concurrency)
+
+
+@dataclass(frozen=True)
 class Invocation:
     """One call the adapter answered (for tests to count requests and check statuses)."""
 
@@ -91,12 +104,16 @@ class RuntimeAdapter(Stoppable, ThreadingHTTPServer):
         *,
         endpoint_name: str,
         container_url: str,
+        hosting: Hosting = Hosting(),
         account_id: str = "123456789012",
         region: str = "us-east-1",
         host: str = "127.0.0.1",
     ) -> None:
         super().__init__((host, port), _Handler)
         self.endpoint_name = endpoint_name
+        self.hosting = hosting
+        self._in_flight = 0
+        self._in_flight_lock = threading.Lock()
         self.container = urlsplit(container_url)
         self.account_id, self.region = account_id, region
         self.faults = Faults()
@@ -115,6 +132,19 @@ class RuntimeAdapter(Stoppable, ThreadingHTTPServer):
             f"/aws/sagemaker/Endpoints/{self.endpoint_name}"
         )
 
+    def admit(self) -> bool:
+        """Count one more invocation in flight, unless the endpoint's concurrency is used up."""
+        with self._in_flight_lock:
+            limit = self.hosting.max_concurrency
+            if limit is not None and self._in_flight >= limit:
+                return False
+            self._in_flight += 1
+            return True
+
+    def release(self) -> None:
+        with self._in_flight_lock:
+            self._in_flight -= 1
+
     def start(self) -> RuntimeAdapter:
         """Serve in a background thread."""
         self._thread = threading.Thread(target=self.serve_forever, name="runtime-adapter")
@@ -130,7 +160,7 @@ class RuntimeAdapter(Stoppable, ThreadingHTTPServer):
 
 
 def start_runtime_adapter(
-    endpoint_name: str, container_url: str, port: int = 0, **kwargs: str
+    endpoint_name: str, container_url: str, port: int = 0, **kwargs: Any
 ) -> RuntimeAdapter:
     """Start the adapter on ``port`` (0: a free one) in a background thread."""
     return RuntimeAdapter(
@@ -163,18 +193,23 @@ class _Handler(BaseHTTPRequestHandler):
                 "ValidationError",
                 f"Endpoint {name} of account {self.server.account_id} not found.",
             )
-        if len(body) > PAYLOAD_LIMIT_BYTES:
-            message = f"HTTP content length exceeded {PAYLOAD_LIMIT_BYTES} bytes."
+        limit = self.server.hosting.payload_limit_bytes
+        if len(body) > limit:
+            message = f"HTTP content length exceeded {limit} bytes."
             body_413 = json.dumps({"message": message}).encode()
             self._send(413, body_413, {"Content-Type": "application/json"})
             return 413
         fault = self.server.faults.next()
         if fault:
             return self._error(*fault)
+        if not self.server.admit():
+            return self._error(400, "ThrottlingException", "Rate exceeded")
         try:
             status, reply_type, reply = self._forward(body, content_type, accept)
         except OSError as exc:
             return self._model_error(0, f"Could not reach container primary: {exc}")
+        finally:
+            self.server.release()
         if not 200 <= status < 300:
             return self._model_error(status, reply.decode("utf-8", "replace"))
         self._send(

@@ -23,9 +23,10 @@ from constructs_lib.nag import acknowledge
 from constructs_lib.singleton_logs import route_singleton_logs
 from lambda_fn.client_config import (
     ENDPOINT_VARIABLE,
-    MAX_REQUEST_BYTES,
+    MODES,
     OUTPUT_BUCKET_VARIABLE,
     REQUEST_CONCURRENCY,
+    SERVING_MODE_VARIABLE,
 )
 from lambda_fn.file_types import MEDIA_TYPES
 from stacks.config import ClientConfig
@@ -64,6 +65,7 @@ class ClientStack(Stack):
         input_bucket_name: str,
         output_bucket_name: str,
         endpoint_name: str,
+        serving_mode: str,
         alarm_topic_arn: str,
         log_retention: logs.RetentionDays,
         **kwargs,
@@ -100,7 +102,8 @@ class ClientStack(Stack):
             environment={
                 OUTPUT_BUCKET_VARIABLE: output_bucket_name,
                 ENDPOINT_VARIABLE: endpoint_name,
-                MAX_REQUEST_BYTES.variable: str(config.max_request_bytes),
+                SERVING_MODE_VARIABLE: serving_mode,
+                MODES[serving_mode].max_request_bytes.variable: str(config.max_request_bytes),
                 REQUEST_CONCURRENCY.variable: str(config.request_concurrency),
             },
             log_group=stack_log_group(

@@ -176,8 +176,21 @@ class AutoscalingConfig:
     target_invocations_per_instance: int
 
 
+# SageMaker serverless endpoints: memory in steps of 1 GB, and per-endpoint concurrency.
+SERVERLESS_MEMORY_SIZES_MB = (1024, 2048, 3072, 4096, 5120, 6144)
+SERVERLESS_MAX_CONCURRENCY = 200
+
+
+@dataclass(frozen=True)
+class ServerlessConfig:
+    memory_mb: int
+    max_concurrency: int
+
+
 @dataclass(frozen=True)
 class ServingConfig:
+    # How the endpoint is hosted: `realtime` (instances) or `serverless`.
+    mode: str
     endpoint_name: str
     instance_type: str
     initial_instance_count: int
@@ -189,6 +202,7 @@ class ServingConfig:
     alarm_5xx_errors_threshold: int
     alarm_model_latency_p99_ms: int
     blue_green_wait_seconds: int
+    serverless: ServerlessConfig
 
 
 @dataclass(frozen=True)
@@ -234,6 +248,7 @@ class AppConfig:
     def parse(cls, raw: Any) -> AppConfig:
         root = _Section(raw, CONTEXT_KEY, _ROOT)
         model_family = root.choice("model_family", tuple(sorted(families.MODULES)))
+        serving = _parse_serving(_Section(root.get("serving", {}), root.key("serving"), _SERVING))
         return cls(
             name_prefix=root.string(
                 "name_prefix",
@@ -257,10 +272,10 @@ class AppConfig:
             training=_parse_training(
                 _Section(root.get("training", {}), root.key("training"), _TRAINING), model_family
             ),
-            serving=_parse_serving(
-                _Section(root.get("serving", {}), root.key("serving"), _SERVING)
+            serving=serving,
+            client=_parse_client(
+                _Section(root.get("client", {}), root.key("client"), _CLIENT), serving
             ),
-            client=_parse_client(_Section(root.get("client", {}), root.key("client"), _CLIENT)),
         )
 
 
@@ -308,6 +323,7 @@ _DATASET = _keys(DatasetConfig)
 _TRAINING = _keys(TrainingJobSettings)
 # accelerator_type is no field: it is accepted only to be refused with a reason.
 _SERVING = _keys(ServingConfig) | {"accelerator_type"}
+_SERVERLESS = _keys(ServerlessConfig)
 _AUTOSCALING = _keys(AutoscalingConfig)
 _CLIENT = _keys(ClientConfig)
 
@@ -475,6 +491,13 @@ def _parse_serving(section: _Section) -> ServingConfig:
         raise autoscaling.fail(
             "max_capacity", max_capacity, f"at least min_capacity ({min_capacity})"
         )
+    mode = section.choice("mode", tuple(client_settings.MODES))
+    serverless = _Section(section.get("serverless", {}), section.key("serverless"), _SERVERLESS)
+    data_capture = section.boolean("data_capture")
+    if mode == "serverless" and data_capture:
+        raise section.fail(
+            "data_capture", data_capture, "false with mode serverless: it captures no data"
+        )
     initial = section.integer("initial_instance_count", 1, 100)
     if not min_capacity <= initial <= max_capacity:
         raise section.fail(
@@ -483,6 +506,7 @@ def _parse_serving(section: _Section) -> ServingConfig:
             f"between autoscaling.min_capacity ({min_capacity}) and max_capacity ({max_capacity})",
         )
     return ServingConfig(
+        mode=mode,
         endpoint_name=section.string(
             "endpoint_name",
             SAGEMAKER_NAME_PATTERN,
@@ -496,7 +520,7 @@ def _parse_serving(section: _Section) -> ServingConfig:
             server_settings.TIMEOUT.low,
             server_settings.REALTIME_TIMEOUT_SECONDS,
         ),
-        data_capture=section.boolean("data_capture"),
+        data_capture=data_capture,
         data_capture_sampling_percentage=section.integer(
             "data_capture_sampling_percentage", 1, 100
         ),
@@ -511,20 +535,37 @@ def _parse_serving(section: _Section) -> ServingConfig:
         alarm_5xx_errors_threshold=section.integer("alarm_5xx_errors_threshold", 1, 10**6),
         alarm_model_latency_p99_ms=section.integer("alarm_model_latency_p99_ms", 1, 60_000),
         blue_green_wait_seconds=section.integer("blue_green_wait_seconds", 0, 3600),
+        serverless=ServerlessConfig(
+            memory_mb=serverless.integer_in("memory_mb", SERVERLESS_MEMORY_SIZES_MB),
+            max_concurrency=serverless.integer("max_concurrency", 1, SERVERLESS_MAX_CONCURRENCY),
+        ),
     )
 
 
-def _parse_client(section: _Section) -> ClientConfig:
+def _parse_client(section: _Section, serving: ServingConfig) -> ClientConfig:
+    mode = client_settings.MODES[serving.mode]
+    request_concurrency = section.setting(
+        "request_concurrency", client_settings.REQUEST_CONCURRENCY
+    )
+    if serving.mode == "serverless" and request_concurrency > serving.serverless.max_concurrency:
+        raise section.fail(
+            "request_concurrency",
+            request_concurrency,
+            f"at most serving.serverless.max_concurrency ({serving.serverless.max_concurrency}): "
+            "one file's requests alone would be throttled",
+        )
     return ClientConfig(
         reserved_concurrency=_parse_reserved_concurrency(section),
         memory_mb=section.integer("memory_mb", 128, 10240),
         timeout_seconds=section.integer("timeout_seconds", 1, 900),
         retry_attempts=section.integer("retry_attempts", 0, 2),
         max_event_age_seconds=section.integer("max_event_age_seconds", 60, 21600),
-        max_request_bytes=section.setting("max_request_bytes", client_settings.MAX_REQUEST_BYTES),
-        request_concurrency=section.setting(
-            "request_concurrency", client_settings.REQUEST_CONCURRENCY
+        max_request_bytes=(
+            mode.max_request_bytes.default
+            if section.get("max_request_bytes") is None
+            else section.setting("max_request_bytes", mode.max_request_bytes)
         ),
+        request_concurrency=request_concurrency,
         alarm_errors_threshold=section.integer("alarm_errors_threshold", 1, 10**6),
         alarm_dead_letters_threshold=section.integer("alarm_dead_letters_threshold", 1, 10**6),
     )

@@ -67,11 +67,14 @@ class ServingStack(Stack):
         self.alarm_topic = AlarmTopic(
             self, "AlarmTopic", alarm_name_prefix=f"{name_prefix}-", emails=alarm_emails
         ).topic
+        serverless = config.mode == "serverless"
         model = sagemaker.CfnModel(
             self,
             "Model",
             execution_role_arn=role.role_arn,
-            enable_network_isolation=True,
+            # Serverless endpoints refuse network isolation (one of SageMaker's feature
+            # exclusions for them); the model server makes no outbound calls either way.
+            enable_network_isolation=not serverless,
             primary_container=sagemaker.CfnModel.ContainerDefinitionProperty(
                 image=image_uri,
                 model_data_url=model_data_url,
@@ -86,16 +89,9 @@ class ServingStack(Stack):
         endpoint_config = sagemaker.CfnEndpointConfig(
             self,
             "EndpointConfig",
-            kms_key_id=self._volume_key(config.instance_type),
-            production_variants=[
-                sagemaker.CfnEndpointConfig.ProductionVariantProperty(
-                    variant_name=VARIANT_NAME,
-                    model_name=model.attr_model_name,
-                    instance_type=config.instance_type,
-                    initial_instance_count=config.initial_instance_count,
-                    initial_variant_weight=1.0,
-                )
-            ],
+            # A serverless endpoint has no volumes of ours to encrypt.
+            kms_key_id=None if serverless else self._volume_key(config.instance_type),
+            production_variants=[self._variant(config, model.attr_model_name)],
             data_capture_config=self._data_capture(config, data_capture),
         )
         alarms = self._alarms(config)
@@ -114,8 +110,9 @@ class ServingStack(Stack):
             "Endpoint",
             endpoint_name=config.endpoint_name,
             endpoint_config_name=endpoint_config.attr_endpoint_config_name,
-            # Keep the instance count the autoscaler chose when a new model rolls out.
-            retain_all_variant_properties=True,
+            # Keep the instance count the autoscaler chose when a new model rolls out. A
+            # serverless variant has no count, and retaining would keep its old memory size.
+            retain_all_variant_properties=not serverless,
             exclude_retained_variant_properties=[
                 sagemaker.CfnEndpoint.VariantPropertyProperty(
                     variant_property_type="DataCaptureConfig"
@@ -138,10 +135,34 @@ class ServingStack(Stack):
             ),
         )
         endpoint.node.add_dependency(endpoint_logs)
-        if config.autoscaling.enabled:
+        if config.autoscaling.enabled and not serverless:
             self._autoscaling(config, endpoint)
         CfnOutput(self, "EndpointName", value=config.endpoint_name)
         CfnOutput(self, "ModelName", value=model.attr_model_name)
+
+    @staticmethod
+    def _variant(
+        config: ServingConfig, model_name: str
+    ) -> sagemaker.CfnEndpointConfig.ProductionVariantProperty:
+        """Instances (`realtime`), or memory and concurrency that SageMaker scales, down to
+        nothing while idle (`serverless`)."""
+        if config.mode == "serverless":
+            return sagemaker.CfnEndpointConfig.ProductionVariantProperty(
+                variant_name=VARIANT_NAME,
+                model_name=model_name,
+                initial_variant_weight=1.0,
+                serverless_config=sagemaker.CfnEndpointConfig.ServerlessConfigProperty(
+                    max_concurrency=config.serverless.max_concurrency,
+                    memory_size_in_mb=config.serverless.memory_mb,
+                ),
+            )
+        return sagemaker.CfnEndpointConfig.ProductionVariantProperty(
+            variant_name=VARIANT_NAME,
+            model_name=model_name,
+            instance_type=config.instance_type,
+            initial_instance_count=config.initial_instance_count,
+            initial_variant_weight=1.0,
+        )
 
     def _volume_key(self, instance_type: str) -> str | None:
         """A rotating key for the instances' storage volumes, unless they encrypt their own:

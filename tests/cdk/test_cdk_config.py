@@ -91,6 +91,17 @@ def test_ten_hours_of_training_fit_in_a_deploy():
     assert spot.training.wait_budget_seconds == 36_600
 
 
+def test_the_request_size_follows_the_serving_mode_unless_set():
+    """Realtime endpoints take 6 MB per request, serverless ones 4 MB."""
+    assert parse().client.max_request_bytes == 5 * 1024 * 1024
+    serverless = parse(**{"config.serving.mode": "serverless"})
+    assert serverless.serving.mode == "serverless"
+    assert serverless.client.max_request_bytes == 3 * 1024 * 1024
+    assert serverless.serving.serverless.memory_mb == 2048
+    explicit = parse(**{"config.client.max_request_bytes": 6 * 1024 * 1024})
+    assert explicit.client.max_request_bytes == 6 * 1024 * 1024
+
+
 def test_nothing_is_reserved_unless_configured():
     """New accounts (concurrency quota 10) cannot reserve any concurrency."""
     assert parse().client.reserved_concurrency is None
@@ -252,6 +263,38 @@ BAD_VALUES = [
         "config.storage.dataset.training_uri: got 'bucket/training'; allowed: null (the bundled "
         "dataset) or s3://bucket/prefix",
         id="dataset-uri-without-s3",
+    ),
+    pytest.param(
+        {"config.serving.mode": "batch"},
+        "config.serving.mode: got 'batch'; allowed: realtime or serverless",
+        id="serving-mode",
+    ),
+    pytest.param(
+        {"config.serving.mode": "serverless", "config.serving.serverless.memory_mb": 1536},
+        "config.serving.serverless.memory_mb: got 1536; allowed: one of 1024, 2048, 3072, 4096, "
+        "5120, 6144",
+        id="serverless-memory",
+    ),
+    pytest.param(
+        {"config.serving.mode": "serverless", "config.serving.serverless.max_concurrency": 201},
+        "config.serving.serverless.max_concurrency: got 201; allowed: an integer from 1 to 200",
+        id="serverless-concurrency",
+    ),
+    pytest.param(
+        {"config.serving.mode": "serverless", "config.serving.data_capture": True},
+        "config.serving.data_capture: got true; allowed: false with mode serverless",
+        id="serverless-data-capture",
+    ),
+    pytest.param(
+        {"config.serving.mode": "serverless", "config.client.max_request_bytes": 5 * 1024 * 1024},
+        "config.client.max_request_bytes: got 5242880; allowed: an integer from 1024 to 4194304",
+        id="serverless-request-size",
+    ),
+    pytest.param(
+        {"config.serving.mode": "serverless", "config.serving.serverless.max_concurrency": 2},
+        "config.client.request_concurrency: got 4; allowed: at most "
+        "serving.serverless.max_concurrency (2)",
+        id="serverless-client-concurrency",
     ),
     pytest.param(
         {"config.storage.removal_policy": "delete"},

@@ -512,6 +512,54 @@ def test_spot_training_config_reaches_the_job(tmp_path_factory):
 # -- serving ----------------------------------------------------------------------------------
 
 
+@pytest.fixture(scope="module")
+def serverless(tmp_path_factory):
+    from .cdk_synth import context_with, synthesize
+
+    return synthesize(
+        tmp_path_factory.mktemp("serverless"), context_with(**{"config.serving.mode": "serverless"})
+    )
+
+
+def test_a_serverless_endpoint_has_memory_and_concurrency_instead_of_instances(serverless):
+    (config,) = serverless.resources("serving", "AWS::SageMaker::EndpointConfig").values()
+    assert config["Properties"] == {
+        "ProductionVariants": [
+            {
+                "InitialVariantWeight": 1,
+                "ModelName": {"Fn::GetAtt": ["Model", "ModelName"]},
+                "ServerlessConfig": {"MaxConcurrency": 10, "MemorySizeInMB": 2048},
+                "VariantName": "AllTraffic",
+            }
+        ]
+    }
+    assert not serverless.resources("serving", "AWS::ApplicationAutoScaling::ScalableTarget")
+    keys = serverless.resources("serving", "AWS::KMS::Key")
+    assert [key for key in keys if not key.startswith("AlarmTopic")] == [], "no volume key"
+    (model,) = serverless.resources("serving", "AWS::SageMaker::Model").values()
+    assert model["Properties"]["EnableNetworkIsolation"] is False
+    (endpoint,) = serverless.resources("serving", "AWS::SageMaker::Endpoint").values()
+    assert endpoint["Properties"]["RetainAllVariantProperties"] is False
+    rollback = endpoint["Properties"]["DeploymentConfig"]["AutoRollbackConfiguration"]["Alarms"]
+    assert len(rollback) == 2
+
+
+def test_a_serverless_endpoints_client_sends_smaller_requests_and_retries_longer(serverless):
+    (function,) = [
+        f
+        for f in serverless.resources("client", "AWS::Lambda::Function").values()
+        if f["Properties"]["Handler"] == "lambda_function.lambda_handler"
+    ]
+    variables = function["Properties"]["Environment"]["Variables"]
+    assert variables["SERVING_MODE"] == "serverless"
+    assert variables["MAX_REQUEST_BYTES"] == str(3 * 1024 * 1024)
+
+
+def test_the_serving_mode_changes_the_serving_and_client_stacks_only(synthesized, serverless):
+    changed = [s for s in STACKS if serverless.template(s) != synthesized.template(s)]
+    assert changed == ["serving", "client"]
+
+
 def test_model_and_endpoint_config_are_named_by_cloudformation(synthesized):
     (model,) = synthesized.resources("serving", "AWS::SageMaker::Model").values()
     assert "ModelName" not in model["Properties"]

@@ -51,6 +51,30 @@ def test_the_6_mb_endpoint_limit_itself_is_allowed() -> None:
     assert load_config({**REQUIRED, "MAX_REQUEST_BYTES": str(6 * MIB)}).max_request_bytes == 6 * MIB
 
 
+def test_a_serverless_endpoint_gets_smaller_requests_and_longer_adaptive_retries() -> None:
+    """It takes 4 MB per request, starts cold after idling and throttles past its maximum
+    concurrency."""
+    serverless = {**REQUIRED, "SERVING_MODE": "serverless"}
+    config = load_config(serverless)
+    assert (config.max_request_bytes, config.max_attempts, config.retry_mode) == (
+        3 * MIB,
+        8,
+        "adaptive",
+    )
+    assert load_config({**serverless, "MAX_REQUEST_BYTES": str(4 * MIB)}).max_request_bytes == (
+        4 * MIB
+    )
+    with pytest.raises(ConfigError, match=re.escape("MAX_REQUEST_BYTES=4194305 is out of range")):
+        load_config({**serverless, "MAX_REQUEST_BYTES": str(4 * MIB + 1)})
+    explicit = load_config({**serverless, "RETRY_MODE": "standard", "MAX_ATTEMPTS": "3"})
+    assert (explicit.retry_mode, explicit.max_attempts) == ("standard", 3)
+
+
+def test_an_unknown_serving_mode_is_named() -> None:
+    with pytest.raises(ConfigError, match=re.escape("SERVING_MODE='batch' is not one of realtime")):
+        load_config({**REQUIRED, "SERVING_MODE": "batch"})
+
+
 def test_handler_reports_a_missing_variable_at_invocation_not_import(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
