@@ -11,7 +11,7 @@ SDK_STAMP := $(SDK_VENV)/.installed
 # The model server's C code (CSV parser, JSON writer), compiled from source (never committed).
 NATIVE := containers/model_kit/serving/_native.so
 
-.PHONY: setup test lint clean synth demo bench rehearse image-test fuzz
+.PHONY: setup test lint clean synth demo bench rehearse image-test fuzz redrive
 
 setup: $(PY_STAMP) $(NODE_STAMP) $(NATIVE)
 
@@ -46,6 +46,10 @@ synth: setup
 # MODE: the endpoint's hosting (`serving.mode`), e.g. MODE=serverless.
 demo: setup
 	$(PY) -m local.demo $(if $(MODE),-c config.serving.mode=$(MODE)) $(DEMO_ARGS)
+
+# Re-submit the client's failed events (needs AWS credentials); REDRIVE_ARGS, e.g. --dry-run.
+redrive: setup
+	$(PY) -m tools.redrive $(REDRIVE_ARGS)
 
 # `cdk deploy --all` into moto (new account, unchanged tree, retrain) and `cdk destroy --all`
 # (retain, destroy), checked; prints what the emulator skipped. `make test` runs it too.

@@ -1,0 +1,1 @@
+"""Operator commands for a deployed app (they call AWS with your credentials)."""
