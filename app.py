@@ -16,7 +16,7 @@ from cdk_nag import AwsSolutionsChecks
 
 from constructs_lib.log_groups import retention
 from constructs_lib.template_hygiene import drop_implied_dependencies
-from stacks.client_stack import ClientNames, ClientStack
+from stacks.client_stack import ClientNames, ClientStack, Completions
 from stacks.config import AppConfig
 from stacks.iam_stack import IamStack
 from stacks.registry_stack import RegistryStack
@@ -48,6 +48,7 @@ def build_app(context: dict[str, Any] | None = None, outdir: str | None = None) 
         app, stack_id["registry"], name_prefix=prefix, model_family=config.model_family, env=env
     )
     client_names = ClientNames.for_prefix(prefix)
+    asynchronous = config.serving.mode == "async"
     iam = IamStack(
         app,
         stack_id["iam"],
@@ -55,6 +56,7 @@ def build_app(context: dict[str, Any] | None = None, outdir: str | None = None) 
         training_output=storage.training_output,
         checkpoints=storage.checkpoints if config.training.use_spot else None,
         data_capture=storage.data_capture if config.serving.data_capture else None,
+        async_inference=((storage.async_results, storage.async_failures) if asynchronous else None),
         client_input=storage.input,
         client_output=storage.output,
         client_names=client_names,
@@ -88,6 +90,8 @@ def build_app(context: dict[str, Any] | None = None, outdir: str | None = None) 
         model_data_url=training.model_data_url,
         model_inputs_digest=training.model_inputs_digest,
         data_capture=storage.data_capture,
+        async_results=storage.async_results,
+        async_failures=storage.async_failures,
         alarm_emails=config.alarm_emails,
         log_retention=retain_days,
         env=env,
@@ -104,6 +108,15 @@ def build_app(context: dict[str, Any] | None = None, outdir: str | None = None) 
         serving_mode=config.serving.mode,
         alarm_topic_arn=serving.alarm_topic.topic_arn,
         log_retention=retain_days,
+        completions=(
+            Completions(
+                role_arn=iam.completion_role.role_arn,
+                success_topic_arn=serving.async_topics.success.topic_arn,
+                error_topic_arn=serving.async_topics.error.topic_arn,
+            )
+            if iam.completion_role and serving.async_topics
+            else None
+        ),
         env=env,
     )
     client.add_stack_dependency(serving, "the client calls the endpoint")

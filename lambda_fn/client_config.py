@@ -14,6 +14,9 @@ MIB = 1024 * 1024
 # SageMaker real-time endpoints reject request payloads above 6 MB, serverless ones above 4 MB.
 ENDPOINT_PAYLOAD_LIMIT = 6 * MIB
 SERVERLESS_PAYLOAD_LIMIT = 4 * MIB
+# An asynchronous request may carry 1 GB, but the model server answers it from memory and takes
+# at most 100 MB (its SAGEMAKER_MAX_PAYLOAD_IN_MB bound).
+ASYNC_PAYLOAD_LIMIT = 100 * MIB
 # S3 multipart parts must be at least 5 MiB (except the last).
 MIN_PART_BYTES = 5 * MIB
 RETRY_MODES = ("standard", "adaptive")
@@ -22,6 +25,8 @@ OUTPUT_BUCKET_VARIABLE = "INFERENCE_OUTPUT_BUCKET"
 ENDPOINT_VARIABLE = "MODEL_ENDPOINT"
 # How the endpoint is hosted (the serving stack's `serving.mode`); it sets the defaults below.
 SERVING_MODE_VARIABLE = "SERVING_MODE"
+# The completion handler's: notifications for inputs elsewhere are not this app's.
+INPUT_BUCKET_VARIABLE = "INFERENCE_INPUT_BUCKET"
 
 
 class ConfigError(Exception):
@@ -80,6 +85,12 @@ MODES = {
         IntSetting("MAX_ATTEMPTS", 8, 1, 20),
         "adaptive",
     ),
+    # The whole object is one request, read by SageMaker from S3: the limit is on the object.
+    "async": ModeDefaults(
+        IntSetting("MAX_REQUEST_BYTES", ASYNC_PAYLOAD_LIMIT, 1024, ASYNC_PAYLOAD_LIMIT),
+        IntSetting("MAX_ATTEMPTS", 5, 1, 20),
+        "standard",
+    ),
 }
 
 
@@ -89,6 +100,7 @@ class ClientConfig:
 
     output_bucket: str
     endpoint_name: str
+    serving_mode: str = "realtime"
     max_request_bytes: int = MODES["realtime"].max_request_bytes.default
     request_concurrency: int = REQUEST_CONCURRENCY.default
     max_attempts: int = MODES["realtime"].max_attempts.default
@@ -115,6 +127,7 @@ def load_config(env: Mapping[str, str]) -> ClientConfig:
     config = ClientConfig(
         output_bucket=required[OUTPUT_BUCKET_VARIABLE],
         endpoint_name=required[ENDPOINT_VARIABLE],
+        serving_mode=mode,
         max_request_bytes=defaults.max_request_bytes.read(env, problems),
         request_concurrency=REQUEST_CONCURRENCY.read(env, problems),
         max_attempts=defaults.max_attempts.read(env, problems),

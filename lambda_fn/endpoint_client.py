@@ -9,6 +9,7 @@ rejected the data (permanent), anything else is transient.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from dataclasses import dataclass
@@ -80,3 +81,29 @@ def invoke(client: Any, endpoint_name: str, content_type: str, body: bytes) -> b
             raise ModelRejection(int(status), str(error.get("OriginalMessage", ""))) from exc
         raise
     return response["Body"].read()
+
+
+def inference_id(bucket: str, key: str, version_id: str | None, attempt: int) -> str:
+    """The id of one asynchronous attempt at one object version: the same event submitted twice
+    gets the same id, and the completion handler reads the attempt back from it."""
+    digest = hashlib.sha256(f"{bucket}/{key}/{version_id}".encode()).hexdigest()[:32]
+    return f"{digest}-{attempt}"
+
+
+def attempt_of(inference: str) -> int:
+    """The attempt number ``inference_id`` wrote (1 for an id not of ours)."""
+    _, _, attempt = inference.rpartition("-")
+    return int(attempt) if attempt.isdigit() else 1
+
+
+def invoke_async(
+    client: Any, endpoint_name: str, input_location: str, content_type: str, inference: str
+) -> dict[str, Any]:
+    """Hand an S3 object to an asynchronous endpoint; SageMaker reads it and queues the work."""
+    return client.invoke_endpoint_async(
+        EndpointName=endpoint_name,
+        InputLocation=input_location,
+        ContentType=content_type,
+        Accept=content_type,
+        InferenceId=inference,
+    )

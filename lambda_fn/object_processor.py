@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from client_config import ClientConfig
+from endpoint_client import inference_id, invoke_async
 from errors import PermanentError
 from input_formats import InputFormat, format_for_key
 from ordered_scoring import OrderedScorer
@@ -27,7 +28,7 @@ from source_reader import OpenedObject, Skipped, Source, SourceReader
 class Outcome:
     """What happened to one object; becomes its log line."""
 
-    outcome: str  # "predictions" | "error_report" | "skipped"
+    outcome: str  # "predictions" | "error_report" | "skipped" | "submitted" (asynchronous)
     reason: str | None = None
     records: int = 0
     requests: int = 0
@@ -55,6 +56,7 @@ class ObjectProcessor:
     """Scores objects with one configuration and one pair of clients (one per cold start)."""
 
     def __init__(self, config: ClientConfig, s3: Any, runtime: Any) -> None:
+        self._config, self._runtime = config, runtime
         self._reader = SourceReader(s3)
         self._scorer = OrderedScorer(config, runtime)
         self._publisher = ResultPublisher(config, s3)
@@ -74,6 +76,8 @@ class ObjectProcessor:
             fmt = format_for_key(obj.key)
         except PermanentError as error:
             return self._reported(Source.named_by(obj), error, Outcome("error_report"))
+        if self._config.serving_mode == "async":
+            return self._submit(obj, fmt)
         opened = self._reader.open(obj)
         if isinstance(opened, Skipped):
             return Outcome("skipped", reason=opened.reason)
@@ -100,6 +104,30 @@ class ObjectProcessor:
             output.abort()
             raise
         return replace(outcome, output_bytes=output.bytes_written, output_key=output_key)
+
+    def _submit(self, obj: SourceObject, fmt: InputFormat) -> Outcome:
+        """Hand the object to the asynchronous endpoint as it lies in S3; the completion
+        handler publishes its result when SageMaker has one."""
+        size, limit = obj.size or 0, self._config.max_request_bytes
+        if size > limit:
+            error = PermanentError(
+                f"the object is {size} bytes, more than the {limit} bytes the asynchronous "
+                "endpoint's model server takes in one request"
+            )
+            return self._reported(Source.named_by(obj), error, Outcome("error_report"))
+        inference = inference_id(obj.bucket, obj.key, obj.version_id, attempt=1)
+        response = invoke_async(
+            self._runtime,
+            self._config.endpoint_name,
+            f"s3://{obj.bucket}/{obj.key}",
+            fmt.content_type,
+            inference,
+        )
+        return Outcome(
+            "submitted",
+            bytes=size,
+            extra={"inference_id": inference, "output_location": response.get("OutputLocation")},
+        )
 
     def _reported(self, source: Source, error: PermanentError, outcome: Outcome) -> Outcome:
         return outcome.reported(error, self._publisher.error_report(source, error))

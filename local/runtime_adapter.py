@@ -16,7 +16,10 @@ container's ``/invocations`` and answers the way SageMaker does:
   content length exceeded N bytes." (what users reported from the real service,
   aws/sagemaker-python-sdk#171, then with the older 5 MB limit); boto3 shows the code "413";
 - a serverless endpoint (``Hosting.serverless``) with its maximum concurrency of invocations
-  in flight: 400 ``ThrottlingException`` for one more.
+  in flight: 400 ``ThrottlingException`` for one more;
+- an asynchronous endpoint (``asynchronous=AsyncInference(...)``) also takes
+  ``InvokeEndpointAsync`` (``POST /endpoints/<name>/async-invocations``): 202 with the
+  inference id and the output and failure locations, the work done later (``async_inference``).
 
 Fault injection emulates the service itself misbehaving (the AWS boundary, not
 our code): ``faults.throttle(n)`` answers the next n calls with 400
@@ -38,6 +41,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from lambda_fn.client_config import ENDPOINT_PAYLOAD_LIMIT, SERVERLESS_PAYLOAD_LIMIT
+from local.async_inference import AsyncInference
 from local.services import Stoppable
 
 CONTAINER_TIMEOUT_SECONDS = 60.0
@@ -105,6 +109,7 @@ class RuntimeAdapter(Stoppable, ThreadingHTTPServer):
         endpoint_name: str,
         container_url: str,
         hosting: Hosting = Hosting(),
+        asynchronous: AsyncInference | None = None,
         account_id: str = "123456789012",
         region: str = "us-east-1",
         host: str = "127.0.0.1",
@@ -112,6 +117,7 @@ class RuntimeAdapter(Stoppable, ThreadingHTTPServer):
         super().__init__((host, port), _Handler)
         self.endpoint_name = endpoint_name
         self.hosting = hosting
+        self.asynchronous = asynchronous
         self._in_flight = 0
         self._in_flight_lock = threading.Lock()
         self.container = urlsplit(container_url)
@@ -145,8 +151,26 @@ class RuntimeAdapter(Stoppable, ThreadingHTTPServer):
         with self._in_flight_lock:
             self._in_flight -= 1
 
+    def forward(self, body: bytes, content_type: str, accept: str) -> tuple[int, str, bytes]:
+        """POST to the container's `/invocations`: (status, content type, body)."""
+        connection = http.client.HTTPConnection(
+            self.container.hostname, self.container.port, timeout=CONTAINER_TIMEOUT_SECONDS
+        )
+        headers = {"Content-Type": content_type}
+        if accept:
+            headers["Accept"] = accept
+        try:
+            connection.request("POST", "/invocations", body=body, headers=headers)
+            response = connection.getresponse()
+            return response.status, response.getheader("Content-Type", ""), response.read()
+        finally:
+            connection.close()
+
     def start(self) -> RuntimeAdapter:
         """Serve in a background thread."""
+        if self.asynchronous is not None:
+            self.asynchronous.endpoint_name = self.endpoint_name
+            self.asynchronous.start(self.forward)
         self._thread = threading.Thread(target=self.serve_forever, name="runtime-adapter")
         self._thread.daemon = True
         self._thread.start()
@@ -155,6 +179,8 @@ class RuntimeAdapter(Stoppable, ThreadingHTTPServer):
     def stop(self) -> None:
         self.shutdown()
         self.server_close()
+        if self.asynchronous is not None:
+            self.asynchronous.stop()
         if self._thread:
             self._thread.join()
 
@@ -184,7 +210,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _answer(self, body: bytes, content_type: str, accept: str) -> int:
         parts = self.path.split("?")[0].strip("/").split("/")
-        if len(parts) != 3 or parts[0] != "endpoints" or parts[2] != "invocations":
+        operations = ("invocations", "async-invocations")
+        if len(parts) != 3 or parts[0] != "endpoints" or parts[2] not in operations:
             return self._error(404, "UnknownOperationException", f"no operation at {self.path}")
         name = unquote(parts[1])
         if name != self.server.endpoint_name:
@@ -193,6 +220,8 @@ class _Handler(BaseHTTPRequestHandler):
                 "ValidationError",
                 f"Endpoint {name} of account {self.server.account_id} not found.",
             )
+        if parts[2] == "async-invocations":
+            return self._answer_async()
         limit = self.server.hosting.payload_limit_bytes
         if len(body) > limit:
             message = f"HTTP content length exceeded {limit} bytes."
@@ -205,7 +234,7 @@ class _Handler(BaseHTTPRequestHandler):
         if not self.server.admit():
             return self._error(400, "ThrottlingException", "Rate exceeded")
         try:
-            status, reply_type, reply = self._forward(body, content_type, accept)
+            status, reply_type, reply = self.server.forward(body, content_type, accept)
         except OSError as exc:
             return self._model_error(0, f"Could not reach container primary: {exc}")
         finally:
@@ -219,20 +248,30 @@ class _Handler(BaseHTTPRequestHandler):
         )
         return 200
 
-    def _forward(self, body: bytes, content_type: str, accept: str) -> tuple[int, str, bytes]:
-        container = self.server.container
-        connection = http.client.HTTPConnection(
-            container.hostname, container.port, timeout=CONTAINER_TIMEOUT_SECONDS
+    def _answer_async(self) -> int:
+        asynchronous = self.server.asynchronous
+        if asynchronous is None:
+            return self._error(
+                400, "ValidationError", f"Endpoint {self.server.endpoint_name} is not asynchronous."
+            )
+        header = self.headers.get
+        location = header("X-Amzn-SageMaker-InputLocation", "")
+        if not location.startswith("s3://"):
+            return self._error(400, "ValidationError", f"InputLocation {location!r} is no S3 URI")
+        inference = header("X-Amzn-SageMaker-Inference-Id") or str(uuid.uuid4())
+        output, failure = asynchronous.submit(
+            inference,
+            location,
+            header("X-Amzn-SageMaker-Content-Type", "application/octet-stream"),
+            header("X-Amzn-SageMaker-Accept", ""),
         )
-        headers = {"Content-Type": content_type}
-        if accept:
-            headers["Accept"] = accept
-        try:
-            connection.request("POST", "/invocations", body=body, headers=headers)
-            response = connection.getresponse()
-            return response.status, response.getheader("Content-Type", ""), response.read()
-        finally:
-            connection.close()
+        headers = {
+            "Content-Type": "application/json",
+            "X-Amzn-SageMaker-OutputLocation": output,
+            "X-Amzn-SageMaker-FailureLocation": failure,
+        }
+        self._send(202, json.dumps({"InferenceId": inference}).encode(), headers)
+        return 202
 
     def _model_error(self, original_status: int, original_message: str) -> int:
         side = "client" if 400 <= original_status < 500 else "server"

@@ -14,6 +14,7 @@ from aws_cdk import aws_lambda_event_sources as event_sources
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sns as sns
+from aws_cdk import aws_sns_subscriptions as subscriptions
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
@@ -23,6 +24,7 @@ from constructs_lib.nag import acknowledge
 from constructs_lib.singleton_logs import route_singleton_logs
 from lambda_fn.client_config import (
     ENDPOINT_VARIABLE,
+    INPUT_BUCKET_VARIABLE,
     MODES,
     OUTPUT_BUCKET_VARIABLE,
     REQUEST_CONCURRENCY,
@@ -37,16 +39,31 @@ RUNTIME = lambda_.Runtime.PYTHON_3_14
 
 
 @dataclass(frozen=True)
+class Completions:
+    """What the completion handler of an asynchronous endpoint needs from the other stacks."""
+
+    role_arn: str
+    success_topic_arn: str
+    error_topic_arn: str
+
+
+@dataclass(frozen=True)
 class ClientNames:
     """The client's fixed names, known before the stack exists, so the IAM stack can scope
     the client's role to them without depending on this stack."""
 
     function: str
     failure_queue: str
+    # The completion handler of an asynchronous endpoint's results.
+    completions: str
 
     @classmethod
     def for_prefix(cls, name_prefix: str) -> ClientNames:
-        return cls(f"{name_prefix}-client", f"{name_prefix}-client-failures")
+        return cls(
+            f"{name_prefix}-client",
+            f"{name_prefix}-client-failures",
+            f"{name_prefix}-client-completions",
+        )
 
 
 class ClientStack(Stack):
@@ -68,6 +85,7 @@ class ClientStack(Stack):
         serving_mode: str,
         alarm_topic_arn: str,
         log_retention: logs.RetentionDays,
+        completions: Completions | None = None,
         **kwargs,
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
@@ -84,32 +102,67 @@ class ClientStack(Stack):
             "SQS3",
             "This queue is itself the Lambda's on-failure destination (the last stop).",
         )
-        function = lambda_.Function(
-            self,
-            "Function",
-            function_name=names.function,
-            runtime=RUNTIME,
-            handler="lambda_function.lambda_handler",
-            code=lambda_.Code.from_asset(str(LAMBDA_DIR), exclude=LAMBDA_EXCLUDE),
-            # Imported immutable: its policy lives in the IAM stack, scoped to this function.
-            role=iam.Role.from_role_arn(self, "Role", role_arn, mutable=False),
-            memory_size=config.memory_mb,
-            timeout=Duration.seconds(config.timeout_seconds),
-            reserved_concurrent_executions=config.reserved_concurrency,
-            retry_attempts=config.retry_attempts,
-            max_event_age=Duration.seconds(config.max_event_age_seconds),
-            on_failure=destinations.SqsDestination(failures),
-            environment={
-                OUTPUT_BUCKET_VARIABLE: output_bucket_name,
-                ENDPOINT_VARIABLE: endpoint_name,
-                SERVING_MODE_VARIABLE: serving_mode,
-                MODES[serving_mode].max_request_bytes.variable: str(config.max_request_bytes),
-                REQUEST_CONCURRENCY.variable: str(config.request_concurrency),
-            },
-            log_group=stack_log_group(
-                self, "Logs", retention=log_retention, name=f"/aws/lambda/{names.function}"
-            ),
+        environment = {
+            OUTPUT_BUCKET_VARIABLE: output_bucket_name,
+            ENDPOINT_VARIABLE: endpoint_name,
+            SERVING_MODE_VARIABLE: serving_mode,
+            MODES[serving_mode].max_request_bytes.variable: str(config.max_request_bytes),
+            REQUEST_CONCURRENCY.variable: str(config.request_concurrency),
+        }
+
+        def client_function(
+            construct_id: str,
+            name: str,
+            handler: str,
+            role: str,
+            extra: dict[str, str],
+            logs_id: str,
+        ) -> lambda_.Function:
+            """A function of the client's code; retries and failures as the client's.
+
+            `logs_id` is its named log group's logical id: a changed id would replace the
+            group, and CloudFormation cannot create a second group of the same name.
+            """
+            return lambda_.Function(
+                self,
+                construct_id,
+                function_name=name,
+                runtime=RUNTIME,
+                handler=handler,
+                code=lambda_.Code.from_asset(str(LAMBDA_DIR), exclude=LAMBDA_EXCLUDE),
+                # Imported immutable: its policy lives in the IAM stack, scoped to this function.
+                role=iam.Role.from_role_arn(self, f"{construct_id}Role", role, mutable=False),
+                memory_size=config.memory_mb,
+                timeout=Duration.seconds(config.timeout_seconds),
+                reserved_concurrent_executions=config.reserved_concurrency,
+                retry_attempts=config.retry_attempts,
+                max_event_age=Duration.seconds(config.max_event_age_seconds),
+                on_failure=destinations.SqsDestination(failures),
+                environment={**environment, **extra},
+                log_group=stack_log_group(
+                    self, logs_id, retention=log_retention, name=f"/aws/lambda/{name}"
+                ),
+            )
+
+        function = client_function(
+            "Function", names.function, "lambda_function.lambda_handler", role_arn, {}, "Logs"
         )
+        if completions is not None:
+            completion = client_function(
+                "Completions",
+                names.completions,
+                "async_completion.handler",
+                completions.role_arn,
+                {INPUT_BUCKET_VARIABLE: input_bucket_name},
+                "CompletionsLogs",
+            )
+            for topic_id, topic_arn in (
+                ("AsyncSuccessTopic", completions.success_topic_arn),
+                ("AsyncErrorTopic", completions.error_topic_arn),
+            ):
+                sns.Topic.from_topic_arn(self, topic_id, topic_arn).add_subscription(
+                    subscriptions.LambdaSubscription(completion)
+                )
         notification_logs = stack_log_group(
             self, "NotificationsHandlerLogs", retention=log_retention
         )

@@ -188,8 +188,19 @@ class ServerlessConfig:
 
 
 @dataclass(frozen=True)
+class AsynchronousConfig:
+    """An asynchronous endpoint's instances scale on the requests waiting for them, down to
+    `min_capacity` (0: none while nothing waits)."""
+
+    min_capacity: int
+    max_capacity: int
+    target_backlog_per_instance: int
+    max_concurrent_invocations_per_instance: int
+
+
+@dataclass(frozen=True)
 class ServingConfig:
-    # How the endpoint is hosted: `realtime` (instances) or `serverless`.
+    # How the endpoint is hosted: `realtime` (instances), `serverless` or `async`.
     mode: str
     endpoint_name: str
     instance_type: str
@@ -203,6 +214,7 @@ class ServingConfig:
     alarm_model_latency_p99_ms: int
     blue_green_wait_seconds: int
     serverless: ServerlessConfig
+    asynchronous: AsynchronousConfig
 
 
 @dataclass(frozen=True)
@@ -324,6 +336,7 @@ _TRAINING = _keys(TrainingJobSettings)
 # accelerator_type is no field: it is accepted only to be refused with a reason.
 _SERVING = _keys(ServingConfig) | {"accelerator_type"}
 _SERVERLESS = _keys(ServerlessConfig)
+_ASYNCHRONOUS = _keys(AsynchronousConfig)
 _AUTOSCALING = _keys(AutoscalingConfig)
 _CLIENT = _keys(ClientConfig)
 
@@ -498,12 +511,20 @@ def _parse_serving(section: _Section) -> ServingConfig:
         raise section.fail(
             "data_capture", data_capture, "false with mode serverless: it captures no data"
         )
+    asynchronous = _parse_asynchronous(
+        _Section(section.get("asynchronous", {}), section.key("asynchronous"), _ASYNCHRONOUS)
+    )
     initial = section.integer("initial_instance_count", 1, 100)
-    if not min_capacity <= initial <= max_capacity:
+    scaling = "autoscaling"
+    if mode == "async":
+        scaling = "asynchronous"
+        min_capacity, max_capacity = asynchronous.min_capacity, asynchronous.max_capacity
+    if not max(min_capacity, 1) <= initial <= max_capacity:
         raise section.fail(
             "initial_instance_count",
             initial,
-            f"between autoscaling.min_capacity ({min_capacity}) and max_capacity ({max_capacity})",
+            f"between {scaling}.min_capacity ({min_capacity}, at least 1) and max_capacity "
+            f"({max_capacity})",
         )
     return ServingConfig(
         mode=mode,
@@ -515,10 +536,13 @@ def _parse_serving(section: _Section) -> ServingConfig:
         instance_type=section.instance_type("instance_type"),
         initial_instance_count=initial,
         model_server_workers=section.setting("model_server_workers", server_settings.WORKERS),
+        # An asynchronous invocation may take an hour; a real-time or serverless one 60 s.
         model_server_timeout_seconds=section.integer(
             "model_server_timeout_seconds",
             server_settings.TIMEOUT.low,
-            server_settings.REALTIME_TIMEOUT_SECONDS,
+            server_settings.TIMEOUT.high
+            if mode == "async"
+            else server_settings.REALTIME_TIMEOUT_SECONDS,
         ),
         data_capture=data_capture,
         data_capture_sampling_percentage=section.integer(
@@ -538,6 +562,22 @@ def _parse_serving(section: _Section) -> ServingConfig:
         serverless=ServerlessConfig(
             memory_mb=serverless.integer_in("memory_mb", SERVERLESS_MEMORY_SIZES_MB),
             max_concurrency=serverless.integer("max_concurrency", 1, SERVERLESS_MAX_CONCURRENCY),
+        ),
+        asynchronous=asynchronous,
+    )
+
+
+def _parse_asynchronous(section: _Section) -> AsynchronousConfig:
+    min_capacity = section.integer("min_capacity", 0, 100)
+    max_capacity = section.integer("max_capacity", 1, 100)
+    if max_capacity < min_capacity:
+        raise section.fail("max_capacity", max_capacity, f"at least min_capacity ({min_capacity})")
+    return AsynchronousConfig(
+        min_capacity=min_capacity,
+        max_capacity=max_capacity,
+        target_backlog_per_instance=section.integer("target_backlog_per_instance", 1, 10**6),
+        max_concurrent_invocations_per_instance=section.integer(
+            "max_concurrent_invocations_per_instance", 1, 1000
         ),
     )
 

@@ -50,6 +50,7 @@ class IamStack(Stack):
         training_output: S3Location,
         checkpoints: S3Location | None,
         data_capture: S3Location | None,
+        async_inference: tuple[S3Location, S3Location] | None,
         client_input: S3Location,
         client_output: S3Location,
         client_names: ClientNames,
@@ -58,15 +59,45 @@ class IamStack(Stack):
         **kwargs,
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
+        # An asynchronous endpoint reads each input object itself and writes its results.
+        async_outputs = list(async_inference or ())
+        async_input = [client_input] if async_inference else []
         self.sagemaker_role = self._sagemaker_role(
-            [*channels, training_output, *filter(None, [checkpoints])],
-            [training_output, *filter(None, [checkpoints, data_capture])],
+            [*channels, training_output, *filter(None, [checkpoints]), *async_input],
+            [training_output, *filter(None, [checkpoints, data_capture]), *async_outputs],
             repositories,
             endpoint_name,
         )
+        invoke = "sagemaker:InvokeEndpointAsync" if async_inference else "sagemaker:InvokeEndpoint"
         self.client_role = self._client_role(
-            client_names, client_input, client_output, endpoint_name
+            "ClientRole",
+            "The client Lambda: reads inference input, writes output.",
+            client_names.function,
+            client_names,
+            client_input,
+            client_output,
+            self._endpoint_arn(endpoint_name),
+            invoke,
         )
+        # Set when the endpoint is asynchronous: the role of the client's completion handler.
+        self.completion_role: iam.Role | None = None
+        if async_inference:
+            self.completion_role = self._client_role(
+                "CompletionRole",
+                "The client's completion handler: publishes asynchronous results.",
+                client_names.completions,
+                client_names,
+                client_input,
+                client_output,
+                self._endpoint_arn(endpoint_name),
+                invoke,
+            )
+            allow(
+                self.completion_role,
+                ["s3:GetObject"],
+                [location.objects_arn for location in async_outputs],
+                why_wildcards="SageMaker names each result after its inference id.",
+            )
 
     def _sagemaker_role(
         self,
@@ -133,19 +164,29 @@ class IamStack(Stack):
         )
         return role
 
+    def _endpoint_arn(self, endpoint_name: str) -> str:
+        # SageMaker writes endpoint names in ARNs in lower case.
+        return self.format_arn(
+            service="sagemaker", resource="endpoint", resource_name=endpoint_name.lower()
+        )
+
     def _client_role(
         self,
+        construct_id: str,
+        description: str,
+        function_name: str,
         names: ClientNames,
         input_bucket: S3Location,
         output_bucket: S3Location,
-        endpoint_name: str,
+        endpoint_arn: str,
+        invoke: str,
     ) -> iam.Role:
         """Read a new input object, write its result, call the one endpoint, log, fail over."""
         role = iam.Role(
             self,
-            "ClientRole",
+            construct_id,
             assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
-            description="The client Lambda: reads inference input, writes output.",
+            description=description,
         )
         any_key = "Any object uploaded for scoring, and its result under the same key."
         allow(
@@ -165,16 +206,7 @@ class IamStack(Stack):
         # Without ListBucket, S3 answers 403 instead of 404 for a missing key, and the
         # Lambda could not tell "no stale result" or "input deleted" from "access denied".
         allow(role, ["s3:ListBucket"], [input_bucket.bucket_arn, output_bucket.bucket_arn])
-        # SageMaker writes endpoint names in ARNs in lower case.
-        allow(
-            role,
-            ["sagemaker:InvokeEndpoint"],
-            [
-                self.format_arn(
-                    service="sagemaker", resource="endpoint", resource_name=endpoint_name.lower()
-                )
-            ],
-        )
+        allow(role, [invoke], [endpoint_arn])
         allow(
             role,
             ["sqs:SendMessage"],
@@ -183,7 +215,7 @@ class IamStack(Stack):
         allow(
             role,
             ["logs:CreateLogStream", "logs:PutLogEvents"],
-            [self._log_group_arn(f"/aws/lambda/{names.function}")],
+            [self._log_group_arn(f"/aws/lambda/{function_name}")],
             why_wildcards="Lambda names the log streams in the function's log group at run time.",
         )
         return role

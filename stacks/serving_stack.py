@@ -11,9 +11,10 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_sagemaker as sagemaker
 from constructs import Construct
-from model_kit.serving.config import TIMEOUT, WORKERS
+from model_kit.serving.config import MAX_PAYLOAD_MB, TIMEOUT, WORKERS
 
 from constructs_lib.alarm_topic import AlarmTopic, notify
+from constructs_lib.async_topics import AsyncTopics
 from constructs_lib.keys import stack_key
 from constructs_lib.log_groups import stack_log_group
 from constructs_lib.s3_location import S3Location
@@ -58,6 +59,8 @@ class ServingStack(Stack):
         model_data_url: str,
         model_inputs_digest: str,
         data_capture: S3Location,
+        async_results: S3Location,
+        async_failures: S3Location,
         alarm_emails: tuple[str, ...],
         log_retention: logs.RetentionDays,
         **kwargs,
@@ -68,6 +71,17 @@ class ServingStack(Stack):
             self, "AlarmTopic", alarm_name_prefix=f"{name_prefix}-", emails=alarm_emails
         ).topic
         serverless = config.mode == "serverless"
+        asynchronous = config.mode == "async"
+        environment = {
+            WORKERS.variable: str(config.model_server_workers),
+            TIMEOUT.variable: str(config.model_server_timeout_seconds),
+            MODEL_INPUTS_VARIABLE: model_inputs_digest,
+        }
+        if asynchronous:
+            # A whole input object is one request: as large as the server takes.
+            environment[MAX_PAYLOAD_MB.variable] = str(MAX_PAYLOAD_MB.high)
+        # Set by `async`: the topics the client's completion handler subscribes to.
+        self.async_topics: AsyncTopics | None = None
         model = sagemaker.CfnModel(
             self,
             "Model",
@@ -79,13 +93,15 @@ class ServingStack(Stack):
                 image=image_uri,
                 model_data_url=model_data_url,
                 mode="SingleModel",
-                environment={
-                    WORKERS.variable: str(config.model_server_workers),
-                    TIMEOUT.variable: str(config.model_server_timeout_seconds),
-                    MODEL_INPUTS_VARIABLE: model_inputs_digest,
-                },
+                environment=environment,
             ),
         )
+        async_config = None
+        if asynchronous:
+            self.async_topics = AsyncTopics(self, "AsyncTopics", publisher_role_arn=role.role_arn)
+            async_config = self._async_inference(
+                config, async_results, async_failures, self.async_topics
+            )
         endpoint_config = sagemaker.CfnEndpointConfig(
             self,
             "EndpointConfig",
@@ -93,6 +109,7 @@ class ServingStack(Stack):
             kms_key_id=None if serverless else self._volume_key(config.instance_type),
             production_variants=[self._variant(config, model.attr_model_name)],
             data_capture_config=self._data_capture(config, data_capture),
+            async_inference_config=async_config,
         )
         alarms = self._alarms(config)
         for alarm in alarms:
@@ -135,7 +152,9 @@ class ServingStack(Stack):
             ),
         )
         endpoint.node.add_dependency(endpoint_logs)
-        if config.autoscaling.enabled and not serverless:
+        if asynchronous:
+            self._backlog_scaling(config, endpoint)
+        elif config.autoscaling.enabled and not serverless:
             self._autoscaling(config, endpoint)
         CfnOutput(self, "EndpointName", value=config.endpoint_name)
         CfnOutput(self, "ModelName", value=model.attr_model_name)
@@ -232,15 +251,91 @@ class ServingStack(Stack):
             ),
         ]
 
+    @staticmethod
+    def _async_inference(
+        config: ServingConfig, results: S3Location, failures: S3Location, topics: AsyncTopics
+    ) -> sagemaker.CfnEndpointConfig.AsyncInferenceConfigProperty:
+        """Where results and failures go, whom SageMaker tells, and how many invocations
+        one instance runs at once."""
+        return sagemaker.CfnEndpointConfig.AsyncInferenceConfigProperty(
+            output_config=sagemaker.CfnEndpointConfig.AsyncInferenceOutputConfigProperty(
+                s3_output_path=results.uri,
+                s3_failure_path=failures.uri,
+                notification_config=sagemaker.CfnEndpointConfig.AsyncInferenceNotificationConfigProperty(
+                    success_topic=topics.success.topic_arn,
+                    error_topic=topics.error.topic_arn,
+                ),
+            ),
+            client_config=sagemaker.CfnEndpointConfig.AsyncInferenceClientConfigProperty(
+                max_concurrent_invocations_per_instance=(
+                    config.asynchronous.max_concurrent_invocations_per_instance
+                )
+            ),
+        )
+
+    def _backlog_scaling(self, config: ServingConfig, endpoint: sagemaker.CfnEndpoint) -> None:
+        """Instances follow the requests waiting for them, down to none while none wait: a
+        target per instance, and one instance as soon as requests wait with no instance."""
+        settings = config.asynchronous
+        target = self._scalable_target(
+            config, endpoint, settings.min_capacity, settings.max_capacity
+        )
+        dimensions = {"EndpointName": config.endpoint_name}
+        target.scale_to_track_metric(
+            "BacklogPerInstance",
+            target_value=settings.target_backlog_per_instance,
+            custom_metric=cloudwatch.Metric(
+                namespace="AWS/SageMaker",
+                metric_name="ApproximateBacklogSizePerInstance",
+                dimensions_map=dimensions,
+                statistic="Average",
+                period=Duration.minutes(1),
+            ),
+            scale_in_cooldown=Duration.minutes(5),
+            scale_out_cooldown=Duration.minutes(1),
+        )
+        target.scale_on_metric(
+            "FromZero",
+            metric=cloudwatch.Metric(
+                namespace="AWS/SageMaker",
+                metric_name="HasBacklogWithoutCapacity",
+                dimensions_map=dimensions,
+                statistic="Average",
+                period=Duration.minutes(1),
+            ),
+            scaling_steps=[
+                autoscaling.ScalingInterval(upper=0, change=0),
+                autoscaling.ScalingInterval(lower=1, change=1),
+            ],
+            adjustment_type=autoscaling.AdjustmentType.CHANGE_IN_CAPACITY,
+            cooldown=Duration.minutes(1),
+        )
+
     def _autoscaling(self, config: ServingConfig, endpoint: sagemaker.CfnEndpoint) -> None:
+        target = self._scalable_target(
+            config, endpoint, config.autoscaling.min_capacity, config.autoscaling.max_capacity
+        )
+        target.scale_to_track_metric(
+            "InvocationsPerInstance",
+            target_value=config.autoscaling.target_invocations_per_instance,
+            predefined_metric=autoscaling.PredefinedMetric.SAGEMAKER_VARIANT_INVOCATIONS_PER_INSTANCE,
+        )
+
+    def _scalable_target(
+        self,
+        config: ServingConfig,
+        endpoint: sagemaker.CfnEndpoint,
+        min_capacity: int,
+        max_capacity: int,
+    ) -> autoscaling.ScalableTarget:
         target = autoscaling.ScalableTarget(
             self,
             "VariantScaling",
             service_namespace=autoscaling.ServiceNamespace.SAGEMAKER,
             resource_id=f"endpoint/{config.endpoint_name}/variant/{VARIANT_NAME}",
             scalable_dimension="sagemaker:variant:DesiredInstanceCount",
-            min_capacity=config.autoscaling.min_capacity,
-            max_capacity=config.autoscaling.max_capacity,
+            min_capacity=min_capacity,
+            max_capacity=max_capacity,
             # Application Auto Scaling's own service-linked role for SageMaker variants; a
             # role CDK would otherwise create holds no permissions.
             role=iam.Role.from_role_arn(
@@ -259,8 +354,4 @@ class ServingStack(Stack):
             ),
         )
         target.node.add_dependency(endpoint)
-        target.scale_to_track_metric(
-            "InvocationsPerInstance",
-            target_value=config.autoscaling.target_invocations_per_instance,
-            predefined_metric=autoscaling.PredefinedMetric.SAGEMAKER_VARIANT_INVOCATIONS_PER_INSTANCE,
-        )
+        return target

@@ -27,8 +27,9 @@ CHECKPOINT_EXPIRATION_DAYS = 7
 class StorageStack(Stack):
     """Depends on nothing; everything else reads these buckets by name.
 
-    It owns the buckets' layout and hands out locations: `training_output`, `checkpoints`
-    and `data_capture` in the models bucket, `input` and `output` for the client.
+    It owns the buckets' layout and hands out locations: `training_output`, `checkpoints`,
+    `data_capture`, `async_results` and `async_failures` in the models bucket, `input` and
+    `output` for the client.
     """
 
     def __init__(
@@ -91,6 +92,15 @@ class StorageStack(Stack):
             expiration=Duration.days(CHECKPOINT_EXPIRATION_DAYS),
         )
         self.data_capture = S3Location(models, "data-capture/")
+        # An asynchronous endpoint's raw results and failures; the client publishes each as
+        # `<key>.out` or `<key>.error.json`, so they expire like the inference objects.
+        self.async_results = S3Location(models, "async-inference/results/")
+        self.async_failures = S3Location(models, "async-inference/failures/")
+        self.models_bucket.add_lifecycle_rule(
+            id="ExpireAsyncInference",
+            prefix="async-inference/",
+            expiration=Duration.days(config.scored_object_expiration_days),
+        )
         self.input = S3Location(self.input_bucket.bucket_name, "")
         self.output = S3Location(self.output_bucket.bucket_name, "")
         if removal_policy == RemovalPolicy.DESTROY:

@@ -102,6 +102,15 @@ def test_the_request_size_follows_the_serving_mode_unless_set():
     assert explicit.client.max_request_bytes == 6 * 1024 * 1024
 
 
+def test_an_asynchronous_endpoint_scales_to_zero_and_may_take_an_hour():
+    config = parse(
+        **{"config.serving.mode": "async", "config.serving.model_server_timeout_seconds": 3600}
+    )
+    assert config.serving.asynchronous.min_capacity == 0
+    assert config.serving.model_server_timeout_seconds == 3600
+    assert config.client.max_request_bytes == 100 * 1024 * 1024
+
+
 def test_nothing_is_reserved_unless_configured():
     """New accounts (concurrency quota 10) cannot reserve any concurrency."""
     assert parse().client.reserved_concurrency is None
@@ -266,7 +275,7 @@ BAD_VALUES = [
     ),
     pytest.param(
         {"config.serving.mode": "batch"},
-        "config.serving.mode: got 'batch'; allowed: realtime or serverless",
+        "config.serving.mode: got 'batch'; allowed: realtime or serverless or async",
         id="serving-mode",
     ),
     pytest.param(
@@ -295,6 +304,28 @@ BAD_VALUES = [
         "config.client.request_concurrency: got 4; allowed: at most "
         "serving.serverless.max_concurrency (2)",
         id="serverless-client-concurrency",
+    ),
+    pytest.param(
+        {"config.serving.mode": "async", "config.serving.initial_instance_count": 3},
+        "config.serving.initial_instance_count: got 3; allowed: between "
+        "asynchronous.min_capacity (0, at least 1) and max_capacity (2)",
+        id="async-initial-count",
+    ),
+    pytest.param(
+        {"config.serving.mode": "async", "config.serving.asynchronous.max_capacity": 0},
+        "config.serving.asynchronous.max_capacity: got 0; allowed: an integer from 1 to 100",
+        id="async-max-capacity",
+    ),
+    pytest.param(
+        {"config.serving.model_server_timeout_seconds": 61},
+        "config.serving.model_server_timeout_seconds: got 61; allowed: an integer from 1 to 60",
+        id="realtime-server-timeout",
+    ),
+    pytest.param(
+        {"config.serving.mode": "async", "config.client.max_request_bytes": 100 * 1024 * 1024 + 1},
+        "config.client.max_request_bytes: got 104857601; allowed: an integer from 1024 to "
+        "104857600",
+        id="async-object-size",
     ),
     pytest.param(
         {"config.storage.removal_policy": "delete"},

@@ -138,18 +138,25 @@ def test_scratch_buckets_expire_objects(synthesized):
         assert rule["ExpirationInDays"] >= 1
 
 
-def test_checkpoints_expire_and_nothing_else_in_the_models_bucket(synthesized):
+def test_checkpoints_and_async_results_expire_and_nothing_else_in_the_models_bucket(synthesized):
     buckets = synthesized.resources("storage", "AWS::S3::Bucket")
     (models,) = [b for logical_id, b in buckets.items() if logical_id.startswith("Models")]
     rules = models["Properties"]["LifecycleConfiguration"]["Rules"]
-    (checkpoints,) = [rule for rule in rules if "Prefix" in rule]
-    assert checkpoints == {
-        "ExpirationInDays": 7,
-        "Id": "ExpireCheckpoints",
-        "Prefix": "checkpoints/",
-        "Status": "Enabled",
+    expiring = {rule["Prefix"]: rule for rule in rules if "ExpirationInDays" in rule}
+    assert expiring == {
+        "checkpoints/": {
+            "ExpirationInDays": 7,
+            "Id": "ExpireCheckpoints",
+            "Prefix": "checkpoints/",
+            "Status": "Enabled",
+        },
+        "async-inference/": {
+            "ExpirationInDays": 30,
+            "Id": "ExpireAsyncInference",
+            "Prefix": "async-inference/",
+            "Status": "Enabled",
+        },
     }
-    assert not [rule for rule in rules if "ExpirationInDays" in rule and rule is not checkpoints]
 
 
 def test_bundled_dataset_goes_to_training_and_validation_prefixes(synthesized):
@@ -558,6 +565,113 @@ def test_a_serverless_endpoints_client_sends_smaller_requests_and_retries_longer
 def test_the_serving_mode_changes_the_serving_and_client_stacks_only(synthesized, serverless):
     changed = [s for s in STACKS if serverless.template(s) != synthesized.template(s)]
     assert changed == ["serving", "client"]
+
+
+@pytest.fixture(scope="module")
+def asynchronous(tmp_path_factory):
+    from .cdk_synth import context_with, synthesize
+
+    return synthesize(
+        tmp_path_factory.mktemp("async"), context_with(**{"config.serving.mode": "async"})
+    )
+
+
+def test_an_asynchronous_endpoint_writes_results_to_s3_and_notifies_two_topics(asynchronous):
+    template = asynchronous.template("serving")
+    (config,) = asynchronous.resources("serving", "AWS::SageMaker::EndpointConfig").values()
+    settings = config["Properties"]["AsyncInferenceConfig"]
+    assert settings["ClientConfig"] == {"MaxConcurrentInvocationsPerInstance": 4}
+    output = settings["OutputConfig"]
+    assert flat(output["S3OutputPath"]).endswith('"/async-inference/results/"]]}')
+    assert flat(output["S3FailurePath"]).endswith('"/async-inference/failures/"]]}')
+    topics = asynchronous.resources("serving", "AWS::SNS::Topic")
+    notified = {output["NotificationConfig"][k]["Ref"] for k in ("SuccessTopic", "ErrorTopic")}
+    assert notified <= set(topics)
+    for topic_id in notified:
+        assert "KmsMasterKeyId" in topics[topic_id]["Properties"]
+    publishers = [
+        statement
+        for policy in asynchronous.resources("serving", "AWS::SNS::TopicPolicy").values()
+        for statement in policy["Properties"]["PolicyDocument"]["Statement"]
+        if statement["Action"] == "sns:Publish"
+        and statement["Effect"] == "Allow"
+        and {t["Ref"] for t in policy["Properties"]["Topics"]} <= notified
+    ]
+    assert len(publishers) == 2
+    for statement in publishers:
+        assert "SageMakerExecutionRole" in flat(statement["Principal"])
+    (model,) = asynchronous.resources("serving", "AWS::SageMaker::Model").values()
+    environment = model["Properties"]["PrimaryContainer"]["Environment"]
+    assert environment["SAGEMAKER_MAX_PAYLOAD_IN_MB"] == "100"
+    assert model["Properties"]["EnableNetworkIsolation"] is True
+    (key,) = [r for k, r in template["Resources"].items() if k.startswith("AsyncTopicsKey")]
+    (role_grant,) = [
+        statement
+        for statement in key["Properties"]["KeyPolicy"]["Statement"]
+        if "SageMakerExecutionRole" in flat(statement["Principal"])
+    ]
+    assert sorted(role_grant["Action"]) == ["kms:Decrypt", "kms:GenerateDataKey*"]
+
+
+def test_an_asynchronous_endpoint_scales_on_its_backlog_down_to_zero(asynchronous):
+    (target,) = asynchronous.resources(
+        "serving", "AWS::ApplicationAutoScaling::ScalableTarget"
+    ).values()
+    assert (target["Properties"]["MinCapacity"], target["Properties"]["MaxCapacity"]) == (0, 2)
+    policies = asynchronous.resources("serving", "AWS::ApplicationAutoScaling::ScalingPolicy")
+    tracking = [
+        p["Properties"]["TargetTrackingScalingPolicyConfiguration"]
+        for p in policies.values()
+        if p["Properties"]["PolicyType"] == "TargetTrackingScaling"
+    ]
+    assert [t["CustomizedMetricSpecification"]["MetricName"] for t in tracking] == [
+        "ApproximateBacklogSizePerInstance"
+    ]
+    assert tracking[0]["TargetValue"] == 5
+    (step,) = [p for p in policies.values() if p["Properties"]["PolicyType"] == "StepScaling"]
+    alarms = asynchronous.resources("serving", "AWS::CloudWatch::Alarm")
+    (from_zero,) = [
+        a for a in alarms.values() if a["Properties"]["MetricName"] == "HasBacklogWithoutCapacity"
+    ]
+    assert from_zero["Properties"]["Threshold"] == 1
+    assert step["Properties"]["StepScalingPolicyConfiguration"]["StepAdjustments"] == [
+        {"MetricIntervalLowerBound": 0, "ScalingAdjustment": 1}
+    ]
+
+
+def test_the_completion_handler_hears_both_topics_and_has_a_role_of_its_own(asynchronous):
+    functions = asynchronous.resources("client", "AWS::Lambda::Function")
+    (completions,) = [
+        f for f in functions.values() if f["Properties"]["Handler"] == "async_completion.handler"
+    ]
+    variables = completions["Properties"]["Environment"]["Variables"]
+    assert variables["SERVING_MODE"] == "async"
+    assert "INFERENCE_INPUT_BUCKET" in variables
+    subscriptions = asynchronous.resources("client", "AWS::SNS::Subscription").values()
+    assert sorted(
+        flat(s["Properties"]["TopicArn"]).count("AsyncTopics") for s in subscriptions
+    ) == [
+        1,
+        1,
+    ]
+    assert {s["Properties"]["Protocol"] for s in subscriptions} == {"lambda"}
+    iam_template = asynchronous.template("iam")
+    client = {a for s in statements(iam_template, "ClientRole") for a in as_list(s["Action"])}
+    assert "sagemaker:InvokeEndpointAsync" in client
+    assert "sagemaker:InvokeEndpoint" not in client
+    reads = [
+        flat(s["Resource"])
+        for s in statements(iam_template, "CompletionRole")
+        if s["Action"] == "s3:GetObject"
+    ]
+    assert any(
+        "/async-inference/results/*" in r and "/async-inference/failures/*" in r for r in reads
+    )
+
+
+def test_the_async_mode_changes_the_iam_serving_and_client_stacks_only(synthesized, asynchronous):
+    changed = [s for s in STACKS if asynchronous.template(s) != synthesized.template(s)]
+    assert changed == ["iam", "serving", "client"]
 
 
 def test_model_and_endpoint_config_are_named_by_cloudformation(synthesized):

@@ -116,11 +116,11 @@ class ServerConfig:
         env = os.environ if env is None else env
         workers = WORKERS.read(env, available_cpus())
         batch = _bool_var(env, "SAGEMAKER_BATCH", False)
-        max_payload_mb = REALTIME_MAX_PAYLOAD_MB
         if batch and env.get(MAX_PAYLOAD_MB.variable, "").strip() == "0":
             raise ConfigError(UNBOUNDED_PAYLOAD)
-        if batch:
-            max_payload_mb = MAX_PAYLOAD_MB.read(env, REALTIME_MAX_PAYLOAD_MB)
+        # Batch transform sets it; the serving stack sets it for an asynchronous endpoint,
+        # whose requests may be larger than a real-time one's 6 MB.
+        max_payload_mb = MAX_PAYLOAD_MB.read(env, REALTIME_MAX_PAYLOAD_MB)
         return cls(
             port=PORT.read(env, 8080),
             workers=workers,
