@@ -13,7 +13,9 @@ configuration read back from the synthesized templates (never a second copy):
 3. the model server with the serving stack's container environment, moto's S3
    server and the local SageMaker runtime adapter, on free loopback ports;
 4. the client Lambda's handler, in its own process with the client stack's
-   environment, on the exact event S3 sends for the uploaded inference file.
+   environment, on the exact event S3 sends for the uploaded inference file; with an
+   asynchronous endpoint (``-c config.serving.mode=async``), SageMaker's queue then works
+   and SNS hands each notification to the completion handler, as the stacks have it.
 
 Each run works in a directory of its own (``build/demo/<time>-<pid>/``, or
 ``--workdir``) on free ports, so two demos at once never collide.
@@ -41,6 +43,7 @@ from typing import Any
 
 import boto3
 
+from local.async_inference import AsyncInference
 from local.credentials import FAKE_CREDENTIALS
 from local.model_server import start_model_server
 from local.moto_server import start_moto_server
@@ -63,6 +66,8 @@ LAMBDA_DIR = ROOT / "lambda_fn"
 DATA_DIR = ROOT / "data"
 INFERENCE_FILE = DATA_DIR / "inference" / "inference.csv"
 INPUT_KEY = "incoming/inference.csv"
+# Where the asynchronous endpoint's stand-in writes its results and failures.
+ASYNC_BUCKET = "demo-async-inference"
 REGION = "us-east-1"
 
 
@@ -192,15 +197,18 @@ def train_on_spot(
 # --- the client, as Lambda runs it -------------------------------------------------------
 
 HANDLER_SNIPPET = (
-    "import json, sys, lambda_function; "
-    "print(json.dumps(lambda_function.lambda_handler(json.load(sys.stdin), None)))"
+    "import importlib, json, sys; module, name = sys.argv[1].rsplit('.', 1); "
+    "handler = getattr(importlib.import_module(module), name); "
+    "print(json.dumps(handler(json.load(sys.stdin), None)))"
 )
 
 
-def invoke_handler(event: dict[str, Any], env: dict[str, str]) -> dict[str, Any]:
+def invoke_handler(
+    event: dict[str, Any], env: dict[str, str], handler: str = "lambda_function.lambda_handler"
+) -> Any:
     """The handler in a process of its own, with only the function's environment set."""
     result = subprocess.run(
-        [sys.executable, "-c", HANDLER_SNIPPET],
+        [sys.executable, "-c", HANDLER_SNIPPET, handler],
         cwd=LAMBDA_DIR,
         env={"PATH": os.environ.get("PATH", ""), **FAKE_CREDENTIALS, **env},
         input=json.dumps(event),
@@ -275,23 +283,6 @@ def run(workdir: Path, progress: Progress, context: list[str]) -> dict[str, Any]
             )
             s3_server = services.enter_context(start_moto_server())
             say(f"S3 (moto): {s3_server.url}")
-            endpoint_name = templates.the("AWS::SageMaker::Endpoint")["EndpointName"]
-            (variant,) = templates.the("AWS::SageMaker::EndpointConfig")["ProductionVariants"]
-            serverless = variant.get("ServerlessConfig")
-            hosting = Hosting.serverless(serverless["MaxConcurrency"]) if serverless else Hosting()
-            adapter = services.enter_context(
-                start_runtime_adapter(endpoint_name, model_server.url, hosting=hosting)
-            )
-            say(f"SageMaker runtime for endpoint {endpoint_name!r}: {adapter.url}")
-            if serverless:
-                say(
-                    f"serverless: at most {hosting.max_concurrency} invocations at once (more "
-                    f"are throttled), {hosting.payload_limit_bytes} bytes per request"
-                )
-
-        with progress.step("Uploading the inference file and invoking the client on S3's event"):
-            function = templates.client_function()
-            input_bucket, output_bucket = "demo-inference-input", "demo-inference-output"
             s3 = boto3.client(
                 "s3",
                 endpoint_url=s3_server.url,
@@ -299,6 +290,38 @@ def run(workdir: Path, progress: Progress, context: list[str]) -> dict[str, Any]
                 aws_access_key_id=FAKE_CREDENTIALS["AWS_ACCESS_KEY_ID"],
                 aws_secret_access_key=FAKE_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
             )
+            endpoint_name = templates.the("AWS::SageMaker::Endpoint")["EndpointName"]
+            endpoint_config = templates.the("AWS::SageMaker::EndpointConfig")
+            (variant,) = endpoint_config["ProductionVariants"]
+            serverless = variant.get("ServerlessConfig")
+            hosting = Hosting.serverless(serverless["MaxConcurrency"]) if serverless else Hosting()
+            queue = None
+            if "AsyncInferenceConfig" in endpoint_config:
+                s3.create_bucket(Bucket=ASYNC_BUCKET)
+                queue = AsyncInference(
+                    s3,
+                    f"s3://{ASYNC_BUCKET}/async-inference/results/",
+                    f"s3://{ASYNC_BUCKET}/async-inference/failures/",
+                )
+            adapter = services.enter_context(
+                start_runtime_adapter(
+                    endpoint_name, model_server.url, hosting=hosting, asynchronous=queue
+                )
+            )
+            say(f"SageMaker runtime for endpoint {endpoint_name!r}: {adapter.url}")
+            if serverless:
+                say(
+                    f"serverless: at most {hosting.max_concurrency} invocations at once (more "
+                    f"are throttled), {hosting.payload_limit_bytes} bytes per request"
+                )
+            if queue:
+                say(
+                    f"asynchronous: results and failures under s3://{ASYNC_BUCKET}/async-inference/"
+                )
+
+        with progress.step("Uploading the inference file and invoking the client on S3's event"):
+            function = templates.client_function()
+            input_bucket, output_bucket = "demo-inference-input", "demo-inference-output"
             for bucket in (input_bucket, output_bucket):
                 s3.create_bucket(Bucket=bucket)
                 s3.put_bucket_versioning(
@@ -326,6 +349,18 @@ def run(workdir: Path, progress: Progress, context: list[str]) -> dict[str, Any]
                 "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME": adapter.url,
             }
             invoke_handler(event, handler_env)
+            if queue:
+                completions = templates.client_function("async_completion.handler")
+                completion_env = {
+                    **literal_values(completions.get("Environment", {}).get("Variables", {})),
+                    **handler_env,
+                    "INFERENCE_INPUT_BUCKET": input_bucket,
+                }
+                for notification in queue.drain():
+                    say(f"SageMaker notifies the {notification.topic} topic; SNS invokes:")
+                    invoke_handler(
+                        notification.sns_event(), completion_env, "async_completion.handler"
+                    )
             output_key = f"{INPUT_KEY}.out"
             predictions = s3.get_object(Bucket=output_bucket, Key=output_key)["Body"].read()
             latency = time.perf_counter() - started

@@ -70,12 +70,12 @@ class Templates:
             raise JobError(f"expected one {resource_type} in the app, found {len(found)}")
         return found[0]["Properties"]
 
-    def client_function(self) -> dict[str, Any]:
-        """The Lambda whose handler is the client's (not the custom resources')."""
+    def client_function(self, handler: str = "lambda_function.lambda_handler") -> dict[str, Any]:
+        """The client's Lambda of this handler (not one of the custom resources')."""
         for resource in self.resources("AWS::Lambda::Function"):
-            if resource["Properties"].get("Handler") == "lambda_function.lambda_handler":
+            if resource["Properties"].get("Handler") == handler:
                 return resource["Properties"]
-        raise JobError("no Lambda with handler lambda_function.lambda_handler in the app")
+        raise JobError(f"no Lambda with handler {handler} in the app")
 
     def summary(self) -> list[str]:
         lines = []

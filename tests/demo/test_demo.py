@@ -184,12 +184,22 @@ def test_a_spot_demo_reports_what_the_resume_saved(runs: Runs, tmp_path: Path) -
     assert len(predictions) == INFERENCE_ROWS
 
 
-def test_a_serverless_demo_scores_the_same_as_the_realtime_one(runs: Runs, tmp_path: Path) -> None:
-    """`make demo MODE=serverless`: the client and the runtime stand-in as a serverless
-    endpoint has them (4 MB requests, throttling past its concurrency), same predictions."""
-    demo = start_demo(tmp_path / "serverless", "config.serving.mode=serverless")
+@pytest.mark.parametrize(
+    ("mode", "shown"),
+    [
+        ("serverless", "serverless: at most 10 invocations at once"),
+        ("async", "SageMaker notifies the success topic; SNS invokes:"),
+    ],
+)
+def test_every_serving_mode_scores_the_same_as_the_realtime_one(
+    runs: Runs, tmp_path: Path, mode: str, shown: str
+) -> None:
+    """`make demo MODE=...`: the client and the runtime stand-in as the mode has them
+    (serverless: 4 MB requests, throttling past its concurrency; async: the object handed
+    over, SageMaker's queue, the completion handler on its notification)."""
+    demo = start_demo(tmp_path / mode, f"config.serving.mode={mode}")
     output, _ = demo.communicate(timeout=TIMEOUT_S)
     assert demo.returncode == 0, output
-    assert "serverless: at most 10 invocations at once" in output
-    predictions = (tmp_path / "serverless" / "predictions.csv").read_bytes()
+    assert shown in output
+    predictions = (tmp_path / mode / "predictions.csv").read_bytes()
     assert predictions == (runs.complete.workdir / "predictions.csv").read_bytes()
