@@ -1,11 +1,13 @@
 """Re-submit the client's failed events once their cause is fixed, and say what was done.
 
-Lambda sends an S3 event it could not score after its retries (or that grew too old) to the
-client's failed-events queue, as an on-failure record holding the original event. This
-command reads each record, checks that its objects still exist (the exact versions the event
-names), invokes the client function again with the original event, asynchronously as S3 did,
-and deletes the record once Lambda has accepted the event. A record it cannot re-submit (not
-an S3 event, or every object of it gone) stays in the queue, with the reason printed.
+Lambda sends an event it could not handle after its retries (or that grew too old) to the
+client's failed-events queue, as an on-failure record holding the original event: an S3 event
+of the client, or (asynchronous endpoint) an SNS notification of the completion handler. This
+command reads each record, checks that the objects the event needs still exist (the exact
+versions an S3 event names; the result or failure an asynchronous notification points to),
+invokes the function again with the original event, asynchronously as S3 or SNS did, and
+deletes the record once Lambda has accepted the event. A record it cannot re-submit (neither
+kind of event, or every object it needs gone) stays in the queue, with the reason printed.
 
     python -m tools.redrive [--name-prefix custom-sm] [--dry-run] [--max-messages N]
 """
@@ -75,6 +77,24 @@ def s3_objects(payload: Any) -> list[ObjectRef]:
     return refs
 
 
+def notification_objects(payload: Any) -> list[ObjectRef]:
+    """The result or failure each asynchronous notification of an SNS event points to."""
+    if not isinstance(payload, dict) or not isinstance(payload.get("Records"), list):
+        return []
+    refs = []
+    for record in payload["Records"]:
+        try:
+            message = json.loads(record["Sns"]["Message"])
+        except (KeyError, TypeError, json.JSONDecodeError):
+            continue
+        response = message.get("responseParameters", {}) if isinstance(message, dict) else {}
+        location = response.get("outputLocation") or response.get("failureLocation")
+        if isinstance(location, str) and location.startswith("s3://"):
+            bucket, _, key = location.removeprefix("s3://").partition("/")
+            refs.append(ObjectRef(bucket, key, None))
+    return refs
+
+
 def exists(s3: Any, ref: ObjectRef) -> bool:
     extra = {"VersionId": ref.version_id} if ref.version_id else {}
     try:
@@ -105,7 +125,14 @@ def messages(sqs: Any, queue_url: str, limit: int) -> Iterator[dict[str, Any]]:
 
 
 def redrive(
-    *, sqs: Any, lambda_: Any, s3: Any, queue_url: str, function: str, limit: int, dry_run: bool
+    *,
+    sqs: Any,
+    lambda_: Any,
+    s3: Any,
+    queue_url: str,
+    names: ClientNames,
+    limit: int,
+    dry_run: bool,
 ) -> Report:
     report = Report(dry_run=dry_run)
     seen: list[dict[str, Any]] = []
@@ -116,9 +143,13 @@ def redrive(
         except json.JSONDecodeError:
             record = None
         payload = record.get("requestPayload") if isinstance(record, dict) else None
-        refs = s3_objects(payload)
+        function, refs = names.function, s3_objects(payload)
         if not refs:
-            report.left.append((message["MessageId"], "not a failed S3 event of the client"))
+            function, refs = names.completions, notification_objects(payload)
+        if not refs:
+            report.left.append(
+                (message["MessageId"], "neither an S3 event nor an asynchronous notification")
+            )
             continue
         present = [ref for ref in refs if exists(s3, ref)]
         if not present:
@@ -167,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
         lambda_=lambda_,
         s3=s3,
         queue_url=queue_url,
-        function=names.function,
+        names=names,
         limit=args.max_messages,
         dry_run=args.dry_run,
     )

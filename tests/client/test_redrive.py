@@ -15,9 +15,11 @@ from botocore.stub import Stubber
 
 from local.moto_server import MotoServer
 from local.s3_event import object_created_record
+from stacks.client_stack import ClientNames
 from tools.redrive import ObjectRef, redrive
 
-FUNCTION = "custom-sm-client"
+NAMES = ClientNames.for_prefix("custom-sm")
+FUNCTION = NAMES.function
 
 
 @dataclass
@@ -38,6 +40,10 @@ class Account:
     def fail(self, *records: dict[str, Any], condition: str = "RetriesExhausted") -> dict:
         """What Lambda sends its on-failure destination for an event it gave up on."""
         payload = {"Records": list(records)}
+        self.fail_payload(payload, condition)
+        return payload
+
+    def fail_payload(self, payload: dict[str, Any], condition: str = "RetriesExhausted") -> None:
         self.sqs.send_message(
             QueueUrl=self.queue_url,
             MessageBody=json.dumps(
@@ -56,7 +62,6 @@ class Account:
                 }
             ),
         )
-        return payload
 
     def run(self, dry_run: bool = False):
         return redrive(
@@ -64,7 +69,7 @@ class Account:
             lambda_=self.lambda_,
             s3=self.s3,
             queue_url=self.queue_url,
-            function=FUNCTION,
+            names=NAMES,
             limit=100,
             dry_run=dry_run,
         )
@@ -75,11 +80,11 @@ class Account:
         )
         return int(attributes["Attributes"]["ApproximateNumberOfMessages"])
 
-    def expect_invoke(self, payload: dict[str, Any]) -> None:
+    def expect_invoke(self, payload: dict[str, Any], function: str = FUNCTION) -> None:
         self.stubber.add_response(
             "invoke",
             {"StatusCode": 202},
-            {"FunctionName": FUNCTION, "InvocationType": "Event", "Payload": json.dumps(payload)},
+            {"FunctionName": function, "InvocationType": "Event", "Payload": json.dumps(payload)},
         )
 
 
@@ -127,7 +132,7 @@ def test_what_cannot_be_resubmitted_stays_in_the_queue_with_its_reason(account: 
     reasons = sorted(reason for _, reason in report.left)
     assert reasons == [
         f"every object is gone: {ObjectRef(account.bucket, 'incoming/gone.csv', version)}",
-        "not a failed S3 event of the client",
+        "neither an S3 event nor an asynchronous notification",
     ]
     assert account.queued() == 2, "left visible for the next run or a person"
 
@@ -142,3 +147,28 @@ def test_a_dry_run_resubmits_nothing_and_keeps_every_message(account: Account) -
         f"  s3://{account.bucket}/incoming/a.csv (version {report.resubmitted[0][0].version_id})",
     ]
     assert account.queued() == 1
+
+
+def test_a_failed_completion_is_handed_back_to_the_completion_handler(account: Account) -> None:
+    """An asynchronous result the completion handler could not publish (S3 was down, say)."""
+    account.s3.put_object(Bucket=account.bucket, Key="async-inference/results/x-1.out", Body=b"1\n")
+    message = {
+        "invocationStatus": "Completed",
+        "requestParameters": {"inputLocation": f"s3://{account.bucket}/incoming/a.csv"},
+        "responseParameters": {
+            "outputLocation": f"s3://{account.bucket}/async-inference/results/x-1.out"
+        },
+        "inferenceId": "x-1",
+    }
+    notification = {
+        "Records": [{"EventSource": "aws:sns", "Sns": {"Message": json.dumps(message)}}]
+    }
+    account.fail_payload(notification)
+    account.expect_invoke(notification, function=NAMES.completions)
+
+    report = account.run()
+
+    assert [[ref.key for ref in refs] for refs in report.resubmitted] == [
+        ["async-inference/results/x-1.out"]
+    ]
+    assert account.queued() == 0
