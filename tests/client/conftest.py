@@ -21,6 +21,7 @@ from local.credentials import FAKE_CREDENTIALS
 from local.model_server import start_model_server
 from local.moto_server import MotoServer, start_moto_server
 from local.runtime_adapter import RuntimeAdapter, start_runtime_adapter
+from local.s3_faults import S3Faults
 
 from .local_stack import ENDPOINT_NAME, LocalStack
 
@@ -87,3 +88,12 @@ def stack(
     yield stack
     lambda_function._processor.cache_clear()
     runtime_adapter.faults.clear()
+
+
+@pytest.fixture
+def faults(stack: LocalStack, s3_server: MotoServer) -> Iterator[S3Faults]:
+    """The client's S3 is `local.s3_faults` in front of moto; the test's own client is not."""
+    with S3Faults(s3_server.url).start() as proxy:
+        stack.env["AWS_ENDPOINT_URL_S3"] = proxy.url
+        stack.apply_env()
+        yield proxy

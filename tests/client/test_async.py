@@ -22,6 +22,7 @@ import pytest
 from local.async_inference import AsyncInference, Notification
 from local.moto_server import MotoServer
 from local.runtime_adapter import RuntimeAdapter, start_runtime_adapter
+from local.s3_faults import S3Faults
 
 from .local_stack import ENDPOINT_NAME, INFERENCE_CSV, LocalStack, expected_labels, feature_rows
 
@@ -221,3 +222,23 @@ def test_an_object_above_the_request_limit_is_reported_without_invoking(
         "more than the 1024 bytes the asynchronous endpoint's model server takes"
         in (report["reason"])
     )
+
+
+def test_s3_failing_under_the_completion_handler_loses_nothing(
+    stack: LocalStack, endpoint: AsyncEndpoint, faults: S3Faults
+) -> None:
+    """Slow-downs reading the result are retried; an outage writing `.out` fails the
+    notification, which SNS's retry (or the redrive) then publishes once."""
+    use(stack, endpoint, AWS_ENDPOINT_URL_S3=faults.url)
+    faults.fail("GET", "/async-inference/results/", 503, times=2)
+    faults.fail("PUT", "/late.csv.out", 500, times=100)
+    stack.invoke(stack.put("late.csv", INFERENCE_TEXT.encode()))
+    (notification,) = endpoint.queue.drain()
+    with pytest.raises(Exception, match="InternalError"):
+        async_completion.handler(notification.sns_event())
+    assert stack.output_keys() == [] and stack.open_uploads() == []
+
+    faults.clear()
+    async_completion.handler(notification.sns_event())
+    assert stack.output_keys() == ["late.csv.out"]
+    assert len([f for f in faults.failed if f.startswith("GET")]) == 2
