@@ -138,10 +138,13 @@ def _copy_object(call: AwsCall, place: Place) -> list[Request]:
     ]
 
 
-def _endpoint(call: AwsCall, place: Place) -> list[Request]:
-    # SageMaker writes names in lower case in its ARNs.
-    name = call.params["EndpointName"].lower()
-    return [Request("sagemaker:InvokeEndpoint", place.arn("sagemaker", f"endpoint/{name}"))]
+def _endpoint(action: str) -> Mapper:
+    def requests(call: AwsCall, place: Place) -> list[Request]:
+        # SageMaker writes names in lower case in its ARNs.
+        name = call.params["EndpointName"].lower()
+        return [Request(action, place.arn("sagemaker", f"endpoint/{name}"))]
+
+    return requests
 
 
 def _training_job(action: str) -> Mapper:
@@ -181,7 +184,9 @@ IAM_REQUESTS: dict[tuple[str, str], Mapper] = {
     ("s3", "ListObjects"): _list_bucket,
     ("s3", "GetBucketNotificationConfiguration"): _bucket("s3:GetBucketNotification"),
     ("s3", "PutBucketNotificationConfiguration"): _bucket("s3:PutBucketNotification"),
-    ("sagemaker-runtime", "InvokeEndpoint"): _endpoint,
+    ("sagemaker-runtime", "InvokeEndpoint"): _endpoint("sagemaker:InvokeEndpoint"),
+    # SageMaker reads the input object with the endpoint's execution role, not the caller's.
+    ("sagemaker-runtime", "InvokeEndpointAsync"): _endpoint("sagemaker:InvokeEndpointAsync"),
     ("sagemaker", "CreateTrainingJob"): _create_training_job,
     ("sagemaker", "DescribeTrainingJob"): _training_job("sagemaker:DescribeTrainingJob"),
     ("sagemaker", "StopTrainingJob"): _training_job("sagemaker:StopTrainingJob"),
