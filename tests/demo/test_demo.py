@@ -1,7 +1,9 @@
 """`make demo`'s pipeline, run as a user runs it: synth, train, package, serve, score.
 
-Two demos run at once (one to the end, one interrupted with Ctrl-C once its
-services are up), which also shows that concurrent demos do not collide.
+Six demos run at once: the default one to the end, the default one interrupted with
+Ctrl-C once its services are up, and one of each other configuration (another model
+family, spot training, each serving mode), which also shows that concurrent demos do not
+collide.
 """
 
 from __future__ import annotations
@@ -38,6 +40,17 @@ class Runs:
     complete: DemoRun
     interrupted: DemoRun
     interrupted_urls: list[str]
+    # The other configurations, each run to the end beside these two.
+    others: dict[str, DemoRun]
+
+
+# Demos of other configurations: (name, `-c` overrides). All run at once with the default one.
+OTHERS = {
+    "xgboost": ("config.model_family=xgboost",),
+    "spot": ("config.training.use_spot=true", "config.training.max_wait_seconds=2400"),
+    "serverless": ("config.serving.mode=serverless",),
+    "async": ("config.serving.mode=async",),
+}
 
 
 def _as_in_a_terminal() -> None:
@@ -77,6 +90,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Runs:
     tmp = tmp_path_factory.mktemp("demos")
     complete = start_demo(tmp / "complete")
     interrupted = start_demo(tmp / "interrupted")
+    others = {name: start_demo(tmp / name, *context) for name, context in OTHERS.items()}
     assert interrupted.stdout is not None
     head, urls = [], []
     for line in interrupted.stdout:
@@ -87,10 +101,15 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Runs:
             break
     interrupted_output = "".join(head) + interrupted.stdout.read()
     complete_output, _ = complete.communicate(timeout=TIMEOUT_S)
+    finished = {}
+    for name, process in others.items():
+        output, _ = process.communicate(timeout=TIMEOUT_S)
+        finished[name] = DemoRun(process.returncode, output, tmp / name)
     return Runs(
         DemoRun(complete.returncode, complete_output, tmp / "complete"),
         DemoRun(interrupted.wait(timeout=60), interrupted_output, tmp / "interrupted"),
         urls,
+        finished,
     )
 
 
@@ -120,18 +139,15 @@ def test_demo_trains_with_the_synthesized_training_job(runs: Runs) -> None:
         assert f"metric {definition['Name']}: " in run.output
 
 
-def test_demo_runs_another_model_family_by_one_override(tmp_path: Path) -> None:
+def test_demo_runs_another_model_family_by_one_override(runs: Runs) -> None:
     """The images' family from the synth reaches training and serving; same output contract."""
-    demo = start_demo(tmp_path / "xgboost", "config.model_family=xgboost")
-    output, _ = demo.communicate(timeout=TIMEOUT_S)
-    assert demo.returncode == 0, output
-    assert 'images built with {"MODEL_FAMILY": "xgboost"}' in output
-    assert "model family: xgboost" in output
-    metadata = json.loads(
-        (tmp_path / "xgboost" / "training" / "model" / "metadata.json").read_text()
-    )
+    run = runs.others["xgboost"]
+    assert run.returncode == 0, run.output
+    assert 'images built with {"MODEL_FAMILY": "xgboost"}' in run.output
+    assert "model family: xgboost" in run.output
+    metadata = json.loads((run.workdir / "training" / "model" / "metadata.json").read_text())
     assert metadata["family"] == "xgboost"
-    predictions = (tmp_path / "xgboost" / "predictions.csv").read_text().splitlines()
+    predictions = (run.workdir / "predictions.csv").read_text().splitlines()
     assert len(predictions) == INFERENCE_ROWS
     assert set(predictions) <= {"benign", "malignant"}
 
@@ -154,14 +170,12 @@ def test_ctrl_c_stops_every_process_the_demo_started(runs: Runs) -> None:
     assert not [url for url in runs.interrupted_urls if is_listening(url)]
 
 
-def test_a_spot_demo_reports_what_the_resume_saved(runs: Runs, tmp_path: Path) -> None:
+def test_a_spot_demo_reports_what_the_resume_saved(runs: Runs) -> None:
     """Instance 1 is reclaimed after its first checkpoint; instance 2 resumes from it and
     writes the very model file of the uninterrupted demo."""
-    demo = start_demo(
-        tmp_path / "spot", "config.training.use_spot=true", "config.training.max_wait_seconds=2400"
-    )
-    output, _ = demo.communicate(timeout=TIMEOUT_S)
-    assert demo.returncode == 0, output
+    run = runs.others["spot"]
+    output = run.output
+    assert run.returncode == 0, output
     assert "SIGTERM: the spot instance is being reclaimed" in output
     saved = re.search(
         r"spot resume\s+: resumed from checkpoint-(\d+)\.ckpt: (\d+) of the run's (\d+) "
@@ -173,14 +187,14 @@ def test_a_spot_demo_reports_what_the_resume_saved(runs: Runs, tmp_path: Path) -
     assert checkpoint == resumed_at >= 1
     assert resumed_at < iterations
     assert share == round(100 * resumed_at / iterations)
-    metadata = json.loads((tmp_path / "spot" / "training" / "model" / "metadata.json").read_text())
+    metadata = json.loads((run.workdir / "training" / "model" / "metadata.json").read_text())
     assert metadata["resumed_from_iteration"] == resumed_at
     assert metadata["iterations_run"] == iterations
     model_file = Path("training") / "model" / "model.txt"
-    assert (tmp_path / "spot" / model_file).read_bytes() == (
+    assert (run.workdir / model_file).read_bytes() == (
         runs.complete.workdir / model_file
     ).read_bytes()
-    predictions = (tmp_path / "spot" / "predictions.csv").read_text().splitlines()
+    predictions = (run.workdir / "predictions.csv").read_text().splitlines()
     assert len(predictions) == INFERENCE_ROWS
 
 
@@ -192,14 +206,13 @@ def test_a_spot_demo_reports_what_the_resume_saved(runs: Runs, tmp_path: Path) -
     ],
 )
 def test_every_serving_mode_scores_the_same_as_the_realtime_one(
-    runs: Runs, tmp_path: Path, mode: str, shown: str
+    runs: Runs, mode: str, shown: str
 ) -> None:
     """`make demo MODE=...`: the client and the runtime stand-in as the mode has them
     (serverless: 4 MB requests, throttling past its concurrency; async: the object handed
     over, SageMaker's queue, the completion handler on its notification)."""
-    demo = start_demo(tmp_path / mode, f"config.serving.mode={mode}")
-    output, _ = demo.communicate(timeout=TIMEOUT_S)
-    assert demo.returncode == 0, output
-    assert shown in output
-    predictions = (tmp_path / mode / "predictions.csv").read_bytes()
+    run = runs.others[mode]
+    assert run.returncode == 0, run.output
+    assert shown in run.output
+    predictions = (run.workdir / "predictions.csv").read_bytes()
     assert predictions == (runs.complete.workdir / "predictions.csv").read_bytes()
