@@ -6,7 +6,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from local.rehearsal.scenario import RehearsalRun, rehearsed, rehearsed_teardown
+from local.moto_server import start_moto_server
+from local.rehearsal.assembly import read_assembly
+from local.rehearsal.deployer import Rehearsal
+from local.rehearsal.scenario import REGION, RehearsalRun, rehearsed, rehearsed_teardown, synth
 
 
 @pytest.fixture(scope="session")
@@ -23,3 +26,18 @@ def teardown(
     workdir = tmp_path_factory.mktemp("teardown")
     with rehearsed_teardown(workdir, rehearsal.deploys[0].assembly) as run:
         yield run
+
+
+@pytest.fixture(scope="session")
+def async_deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rehearsal]:
+    """The app with an asynchronous endpoint, `cdk deploy --all` into an account of its own."""
+    assembly = synth(tmp_path_factory.mktemp("async-app"), ("config.serving.mode=async",))
+    with start_moto_server() as moto:
+        rehearsal = Rehearsal(moto.url, REGION)
+        try:
+            for stack in read_assembly(assembly):
+                result = rehearsal.deploy(stack)
+                assert not result.skipped, stack.name
+            yield rehearsal
+        finally:
+            rehearsal.close()

@@ -7,7 +7,6 @@ the evaluator does not read (`local.iam_policy` evaluates identity policies)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,11 +15,8 @@ import pytest
 from local.async_inference import AsyncInference, Notification
 from local.iam_policy import Request, evaluate
 from local.model_server import start_model_server
-from local.moto_server import start_moto_server
-from local.rehearsal.assembly import read_assembly
 from local.rehearsal.deployer import Rehearsal
 from local.rehearsal.inventory import functions, role_policies
-from local.rehearsal.scenario import REGION, synth
 from local.runtime_adapter import start_runtime_adapter
 from local.s3_event import object_created_record
 
@@ -57,20 +53,10 @@ class AsyncApp:
 
 
 @pytest.fixture(scope="module")
-def async_app(
-    trained_model_dir: Path, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[AsyncApp]:
-    assembly = synth(tmp_path_factory.mktemp("async-app"), ("config.serving.mode=async",))
-    with start_moto_server() as moto:
-        rehearsal = Rehearsal(moto.url, REGION)
-        try:
-            for stack in read_assembly(assembly):
-                rehearsal.deploy(stack)
-            app = AsyncApp(rehearsal)
-            _exercise(app, trained_model_dir)
-            yield app
-        finally:
-            rehearsal.close()
+def async_app(async_deployment: Rehearsal, trained_model_dir: Path) -> AsyncApp:
+    app = AsyncApp(async_deployment)
+    _exercise(app, trained_model_dir)
+    return app
 
 
 def _exercise(app: AsyncApp, trained_model_dir: Path) -> None:

@@ -1,5 +1,6 @@
 """Every serving mode deploys: the whole app, synthesized with the mode, into moto as
-`cdk deploy --all` would (the default mode is rehearsed in full by `test_rehearsal`)."""
+`cdk deploy --all` would (the default mode is rehearsed in full by `test_rehearsal`; the
+asynchronous app is the one `test_iam_proof_async` proves)."""
 
 from __future__ import annotations
 
@@ -38,9 +39,12 @@ def test_a_serverless_endpoint_deploys_with_its_memory_and_concurrency(tmp_path:
     assert "InstanceType" not in variant
 
 
-def test_an_asynchronous_endpoint_deploys_with_its_output_and_topics(tmp_path: Path) -> None:
-    deployed, config = deployed_endpoint_config(tmp_path, "async")
-    assert deployed == [True] * 6
+def test_an_asynchronous_endpoint_deploys_with_its_output_and_topics(
+    async_deployment: Rehearsal,
+) -> None:
+    sagemaker = async_deployment.client("sagemaker")
+    (listed,) = sagemaker.list_endpoint_configs()["EndpointConfigs"]
+    config = sagemaker.describe_endpoint_config(EndpointConfigName=listed["EndpointConfigName"])
     output = config["AsyncInferenceConfig"]["OutputConfig"]
     assert output["S3OutputPath"].endswith("/async-inference/results/")
     topics = output["NotificationConfig"]
