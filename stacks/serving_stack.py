@@ -280,29 +280,26 @@ class ServingStack(Stack):
         target = self._scalable_target(
             config, endpoint, settings.min_capacity, settings.max_capacity
         )
-        dimensions = {"EndpointName": config.endpoint_name}
+
+        def endpoint_metric(name: str) -> cloudwatch.Metric:
+            return cloudwatch.Metric(
+                namespace="AWS/SageMaker",
+                metric_name=name,
+                dimensions_map={"EndpointName": config.endpoint_name},
+                statistic="Average",
+                period=Duration.minutes(1),
+            )
+
         target.scale_to_track_metric(
             "BacklogPerInstance",
             target_value=settings.target_backlog_per_instance,
-            custom_metric=cloudwatch.Metric(
-                namespace="AWS/SageMaker",
-                metric_name="ApproximateBacklogSizePerInstance",
-                dimensions_map=dimensions,
-                statistic="Average",
-                period=Duration.minutes(1),
-            ),
+            custom_metric=endpoint_metric("ApproximateBacklogSizePerInstance"),
             scale_in_cooldown=Duration.minutes(5),
             scale_out_cooldown=Duration.minutes(1),
         )
         target.scale_on_metric(
             "FromZero",
-            metric=cloudwatch.Metric(
-                namespace="AWS/SageMaker",
-                metric_name="HasBacklogWithoutCapacity",
-                dimensions_map=dimensions,
-                statistic="Average",
-                period=Duration.minutes(1),
-            ),
+            metric=endpoint_metric("HasBacklogWithoutCapacity"),
             scaling_steps=[
                 autoscaling.ScalingInterval(upper=0, change=0),
                 autoscaling.ScalingInterval(lower=1, change=1),

@@ -64,12 +64,17 @@ class Report:
         return out
 
 
-def s3_objects(payload: Any) -> list[ObjectRef]:
-    """The objects an S3 event names; empty when the payload is not one."""
+def _records(payload: Any) -> list[Any]:
+    """An event's records (S3's and SNS's events both hold a list of them)."""
     if not isinstance(payload, dict) or not isinstance(payload.get("Records"), list):
         return []
+    return payload["Records"]
+
+
+def s3_objects(payload: Any) -> list[ObjectRef]:
+    """The objects an S3 event names; empty when the payload is not one."""
     refs = []
-    for record in payload["Records"]:
+    for record in _records(payload):
         s3 = record.get("s3", {}) if isinstance(record, dict) else {}
         bucket, obj = s3.get("bucket", {}).get("name"), s3.get("object", {})
         if bucket and obj.get("key"):
@@ -79,10 +84,8 @@ def s3_objects(payload: Any) -> list[ObjectRef]:
 
 def notification_objects(payload: Any) -> list[ObjectRef]:
     """The result or failure each asynchronous notification of an SNS event points to."""
-    if not isinstance(payload, dict) or not isinstance(payload.get("Records"), list):
-        return []
     refs = []
-    for record in payload["Records"]:
+    for record in _records(payload):
         try:
             message = json.loads(record["Sns"]["Message"])
         except (KeyError, TypeError, json.JSONDecodeError):
