@@ -24,6 +24,7 @@ import json
 import os
 import re
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -79,7 +80,7 @@ class Completion:
 class Publisher:
     """Turns notifications into results, with one configuration and one pair of clients."""
 
-    def __init__(self, env: dict[str, str] | os._Environ[str], s3: Any, runtime: Any) -> None:
+    def __init__(self, env: Mapping[str, str], s3: Any, runtime: Any) -> None:
         self._config = load_config(env)
         self._input_bucket = env.get(INPUT_BUCKET_VARIABLE, "").strip()
         if not self._input_bucket:
@@ -160,7 +161,9 @@ class Publisher:
             endpoint_message=message,
         )
 
-    def _resubmit(self, completion: Completion, source: Source, content_type: str, attempt: int):
+    def _resubmit(
+        self, completion: Completion, source: Source, content_type: str, attempt: int
+    ) -> None:
         invoke_async(
             self._runtime,
             self._config.endpoint_name,
