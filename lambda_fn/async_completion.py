@@ -34,17 +34,12 @@ from endpoint_client import ModelRejection, attempt_of, boto_config, inference_i
 from errors import PermanentError
 from input_formats import format_for_key
 from result_publishing import ResultPublisher
-from s3_lookup import head_or_none
+from s3_lookup import head_or_none, s3_location
 from source_reader import Source
 
 # Attempts at one object before a failure that is not the file's becomes its error report.
 MAX_ATTEMPTS = 3
 _STATUS = re.compile(r"\((\d{3})\)")
-
-
-def s3_location(uri: str) -> tuple[str, str]:
-    bucket, _, key = uri.removeprefix("s3://").partition("/")
-    return bucket, key
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,18 @@ ENDPOINT_VARIABLE = "MODEL_ENDPOINT"
 SERVING_MODE_VARIABLE = "SERVING_MODE"
 # The completion handler's: notifications for inputs elsewhere are not this app's.
 INPUT_BUCKET_VARIABLE = "INFERENCE_INPUT_BUCKET"
+# Set when big files go to batch transform (see ``TransformSettings``); absent: they stream.
+BATCH_THRESHOLD_VARIABLE = "BATCH_THRESHOLD_BYTES"
+TRANSFORM_STAGING_VARIABLE = "TRANSFORM_STAGING"
+TRANSFORM_JOB_PREFIX_VARIABLE = "TRANSFORM_JOB_PREFIX"
+TRANSFORM_INSTANCE_TYPE_VARIABLE = "TRANSFORM_INSTANCE_TYPE"
+# The client streams about this much per second per vCPU (`benchmarks/RESULTS.md`, "How big a
+# file the client streams"); Lambda gives a function one vCPU at 1,769 MB, a share below.
+STREAM_BYTES_PER_VCPU_SECOND = 55 * MIB
+LAMBDA_MB_PER_VCPU = 1769
+# A file goes to batch transform when streaming it would take more than this share of the
+# function's timeout: the endpoint, S3 and a cold start may each be slower than measured.
+STREAM_TIMEOUT_SHARE = 0.5
 
 
 class ConfigError(Exception):
@@ -60,6 +72,18 @@ class IntSetting:
 
 REQUEST_CONCURRENCY = IntSetting("REQUEST_CONCURRENCY", 4, 1, 16)
 OUTPUT_PART_BYTES = IntSetting("OUTPUT_PART_BYTES", 8 * MIB, MIN_PART_BYTES, 100 * MIB)
+# A batch transform job's instances and the largest mini-batch it sends the model server
+# (SageMaker's MaxPayloadInMB; the server takes at most 100 MB in one request).
+TRANSFORM_INSTANCE_COUNT = IntSetting("TRANSFORM_INSTANCE_COUNT", 1, 1, 100)
+TRANSFORM_MAX_PAYLOAD_MB = IntSetting("TRANSFORM_MAX_PAYLOAD_MB", 6, 1, 100)
+
+
+def streaming_limit_bytes(memory_mb: int, timeout_seconds: int) -> int:
+    """The largest file the client streams by default: what it reads in half its timeout at
+    the measured rate, for the CPU share Lambda gives ``memory_mb`` (at most one vCPU counts:
+    the client's parsing runs on one thread)."""
+    vcpus = min(memory_mb, LAMBDA_MB_PER_VCPU) / LAMBDA_MB_PER_VCPU
+    return int(STREAM_BYTES_PER_VCPU_SECOND * vcpus * timeout_seconds * STREAM_TIMEOUT_SHARE)
 
 
 @dataclass(frozen=True)
@@ -95,6 +119,19 @@ MODES = {
 
 
 @dataclass(frozen=True)
+class TransformSettings:
+    """Files above ``threshold_bytes`` are scored by a batch transform job: its instances, its
+    mini-batch bound, where its inputs and outputs are staged and what its jobs are named."""
+
+    threshold_bytes: int
+    staging: str  # s3://bucket/prefix/
+    job_prefix: str
+    instance_type: str = "ml.m5.large"
+    instance_count: int = TRANSFORM_INSTANCE_COUNT.default
+    max_payload_mb: int = TRANSFORM_MAX_PAYLOAD_MB.default
+
+
+@dataclass(frozen=True)
 class ClientConfig:
     """Everything the handler needs to know about its deployment."""
 
@@ -106,6 +143,8 @@ class ClientConfig:
     max_attempts: int = MODES["realtime"].max_attempts.default
     retry_mode: str = "standard"
     output_part_bytes: int = OUTPUT_PART_BYTES.default
+    # None: every file is scored by the endpoint, whatever its size.
+    transform: TransformSettings | None = None
 
 
 def load_config(env: Mapping[str, str]) -> ClientConfig:
@@ -133,7 +172,37 @@ def load_config(env: Mapping[str, str]) -> ClientConfig:
         max_attempts=defaults.max_attempts.read(env, problems),
         retry_mode=retry_mode,
         output_part_bytes=OUTPUT_PART_BYTES.read(env, problems),
+        transform=_transform_settings(env, problems),
     )
     if problems:
         raise ConfigError("invalid Lambda configuration: " + "; ".join(problems))
     return config
+
+
+def _transform_settings(env: Mapping[str, str], problems: list[str]) -> TransformSettings | None:
+    raw = env.get(BATCH_THRESHOLD_VARIABLE, "").strip()
+    if not raw:
+        return None
+    threshold = IntSetting(BATCH_THRESHOLD_VARIABLE, 0, 1, 5 * 1024**4).read(env, problems)
+    found = {
+        name: env.get(name, "").strip()
+        for name in (
+            TRANSFORM_STAGING_VARIABLE,
+            TRANSFORM_JOB_PREFIX_VARIABLE,
+            TRANSFORM_INSTANCE_TYPE_VARIABLE,
+        )
+    }
+    for name, value in found.items():
+        if not value:
+            problems.append(f"{name} is not set (required with {BATCH_THRESHOLD_VARIABLE})")
+    staging = found[TRANSFORM_STAGING_VARIABLE]
+    if staging and not (staging.startswith("s3://") and staging.endswith("/")):
+        problems.append(f"{TRANSFORM_STAGING_VARIABLE}={staging!r} is not an s3://bucket/prefix/")
+    return TransformSettings(
+        threshold_bytes=threshold,
+        staging=staging,
+        job_prefix=found[TRANSFORM_JOB_PREFIX_VARIABLE],
+        instance_type=found[TRANSFORM_INSTANCE_TYPE_VARIABLE],
+        instance_count=TRANSFORM_INSTANCE_COUNT.read(env, problems),
+        max_payload_mb=TRANSFORM_MAX_PAYLOAD_MB.read(env, problems),
+    )

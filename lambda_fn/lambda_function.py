@@ -3,7 +3,8 @@
 Configuration (environment variables; see ``client_config``):
 ``INFERENCE_OUTPUT_BUCKET`` and ``MODEL_ENDPOINT`` (required), ``SERVING_MODE`` (the
 endpoint's hosting, which sets the defaults and bounds of ``MAX_REQUEST_BYTES``,
-``MAX_ATTEMPTS`` and ``RETRY_MODE``), ``REQUEST_CONCURRENCY``, ``OUTPUT_PART_BYTES``.
+``MAX_ATTEMPTS`` and ``RETRY_MODE``), ``REQUEST_CONCURRENCY``, ``OUTPUT_PART_BYTES``, and
+for files scored by batch transform ``BATCH_THRESHOLD_BYTES`` with the ``TRANSFORM_*`` settings.
 
 Every record of the event is handled. Objects the file itself makes unscorable
 get an error report; transient failures are raised after the other records are
@@ -38,7 +39,8 @@ def _processor() -> ObjectProcessor:
     """Configuration and clients, built once per cold start (not at import, so errors show)."""
     config = load_config(os.environ)
     s3 = boto3.client("s3", config=boto_config(config))
-    return ObjectProcessor(config, s3, runtime_client(config))
+    sagemaker = boto3.client("sagemaker", config=boto_config(config)) if config.transform else None
+    return ObjectProcessor(config, s3, runtime_client(config), sagemaker)
 
 
 def _deadline(context: Any) -> float | None:

@@ -13,10 +13,11 @@ from contextlib import closing
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from client_config import ClientConfig
+from batch_transform import TransformRequest, start_transform
+from client_config import ClientConfig, TransformSettings
 from endpoint_client import inference_id, invoke_async
 from errors import PermanentError
-from input_formats import InputFormat, format_for_key
+from input_formats import InputFormat, JsonFormat, format_for_key
 from ordered_scoring import OrderedScorer
 from request_batches import Batch
 from result_publishing import ResultPublisher
@@ -28,7 +29,8 @@ from source_reader import OpenedObject, Skipped, Source, SourceReader
 class Outcome:
     """What happened to one object; becomes its log line."""
 
-    outcome: str  # "predictions" | "error_report" | "skipped" | "submitted" (asynchronous)
+    # "predictions" | "error_report" | "skipped" | "submitted" (asynchronous, batch transform)
+    outcome: str
     reason: str | None = None
     records: int = 0
     requests: int = 0
@@ -55,8 +57,9 @@ class Outcome:
 class ObjectProcessor:
     """Scores objects with one configuration and one pair of clients (one per cold start)."""
 
-    def __init__(self, config: ClientConfig, s3: Any, runtime: Any) -> None:
-        self._config, self._runtime = config, runtime
+    def __init__(self, config: ClientConfig, s3: Any, runtime: Any, sagemaker: Any = None) -> None:
+        """``sagemaker`` (the control plane) starts batch transform jobs, when configured."""
+        self._config, self._runtime, self._s3, self._sagemaker = config, runtime, s3, sagemaker
         self._reader = SourceReader(s3)
         self._scorer = OrderedScorer(config, runtime)
         self._publisher = ResultPublisher(config, s3)
@@ -76,6 +79,9 @@ class ObjectProcessor:
             fmt = format_for_key(obj.key)
         except PermanentError as error:
             return self._reported(Source.named_by(obj), error, Outcome("error_report"))
+        transform = self._config.transform
+        if transform and (obj.size or 0) > transform.threshold_bytes:
+            return self._transform(obj, fmt, transform)
         if self._config.serving_mode == "async":
             return self._submit(obj, fmt)
         opened = self._reader.open(obj)
@@ -127,6 +133,31 @@ class ObjectProcessor:
             "submitted",
             bytes=size,
             extra={"inference_id": inference, "output_location": response.get("OutputLocation")},
+        )
+
+    def _transform(
+        self, obj: SourceObject, fmt: InputFormat, settings: TransformSettings
+    ) -> Outcome:
+        """Start a batch transform job on a file too large to stream; its state-change
+        handler (``transform_completion``) publishes the result."""
+        size = obj.size or 0
+        source = Source.named_by(obj)
+        if isinstance(fmt, JsonFormat):
+            error = PermanentError(
+                f"the .json document is {size} bytes, more than the {settings.threshold_bytes} "
+                "bytes the client scores in one run, and batch transform splits files only at "
+                "line ends: write it as JSON Lines (.jsonl, one instance per line), which is "
+                "scored at any size"
+            )
+            return self._reported(source, error, Outcome("error_report"))
+        request = TransformRequest(source, fmt.content_type, attempt=1)
+        job, started = start_transform(
+            settings, self._s3, self._sagemaker, self._config.endpoint_name, request
+        )
+        return Outcome(
+            "submitted",
+            bytes=size,
+            extra={"transform_job": job, "already_started": not started},
         )
 
     def _reported(self, source: Source, error: PermanentError, outcome: Outcome) -> Outcome:

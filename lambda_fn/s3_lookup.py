@@ -13,6 +13,12 @@ from botocore.exceptions import ClientError
 _MISSING_OBJECT_CODES = {"404", "NoSuchKey", "NoSuchVersion", "NotFound"}
 
 
+def s3_location(uri: str) -> tuple[str, str]:
+    """``s3://bucket/key`` as (bucket, key)."""
+    bucket, _, key = uri.removeprefix("s3://").partition("/")
+    return bucket, key
+
+
 def is_missing(exc: ClientError) -> bool:
     return str(exc.response.get("Error", {}).get("Code")) in _MISSING_OBJECT_CODES
 
