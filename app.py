@@ -16,7 +16,7 @@ from cdk_nag import AwsSolutionsChecks
 
 from constructs_lib.log_groups import retention
 from constructs_lib.template_hygiene import drop_implied_dependencies
-from stacks.client_stack import ClientNames, ClientStack, Completions
+from stacks.client_stack import ClientNames, ClientStack, Completions, Transforms
 from stacks.config import AppConfig
 from stacks.iam_stack import IamStack
 from stacks.registry_stack import RegistryStack
@@ -49,6 +49,7 @@ def build_app(context: dict[str, Any] | None = None, outdir: str | None = None) 
     )
     client_names = ClientNames.for_prefix(prefix)
     asynchronous = config.serving.mode == "async"
+    batch = config.client.batch_transform
     iam = IamStack(
         app,
         stack_id["iam"],
@@ -57,6 +58,7 @@ def build_app(context: dict[str, Any] | None = None, outdir: str | None = None) 
         checkpoints=storage.checkpoints if config.training.use_spot else None,
         data_capture=storage.data_capture if config.serving.data_capture else None,
         async_inference=((storage.async_results, storage.async_failures) if asynchronous else None),
+        batch_transform=storage.batch_transform if batch.enabled else None,
         client_input=storage.input,
         client_output=storage.output,
         client_names=client_names,
@@ -115,6 +117,13 @@ def build_app(context: dict[str, Any] | None = None, outdir: str | None = None) 
                 error_topic_arn=serving.async_topics.error.topic_arn,
             )
             if iam.completion_role and serving.async_topics
+            else None
+        ),
+        transforms=(
+            Transforms(
+                role_arn=iam.transform_role.role_arn, staging_uri=storage.batch_transform.uri
+            )
+            if iam.transform_role
             else None
         ),
         env=env,

@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from botocore.exceptions import ClientError
-from client_config import TransformSettings
+from client_config import TransformSettings, transform_job_names
 from s3_lookup import s3_location
 from source_reader import Source
 
@@ -52,7 +52,7 @@ class TransformRequest:
         """``<prefix>-batch-<digest>-<attempt>``: at most 46 characters (SageMaker takes 63)."""
         identity = f"{self.source.bucket}/{self.source.key}/{self.source.version_id}"
         digest = hashlib.sha256(f"{identity}/{self.source.etag}".encode()).hexdigest()[:16]
-        return f"{job_prefix}-batch-{digest}-{self.attempt}"
+        return f"{transform_job_names(job_prefix)}{digest}-{self.attempt}"
 
     def to_json(self) -> bytes:
         return json.dumps(asdict(self), indent=2, ensure_ascii=False).encode()

@@ -31,6 +31,14 @@ INPUT_BUCKET_VARIABLE = "INFERENCE_INPUT_BUCKET"
 BATCH_THRESHOLD_VARIABLE = "BATCH_THRESHOLD_BYTES"
 TRANSFORM_STAGING_VARIABLE = "TRANSFORM_STAGING"
 TRANSFORM_JOB_PREFIX_VARIABLE = "TRANSFORM_JOB_PREFIX"
+
+
+def transform_job_names(job_prefix: str) -> str:
+    """How every batch transform job's name starts: the IAM policies and the event rule
+    match it (standard library only, so the CDK app imports it too)."""
+    return f"{job_prefix}-batch-"
+
+
 TRANSFORM_INSTANCE_TYPE_VARIABLE = "TRANSFORM_INSTANCE_TYPE"
 # The client streams about this much per second per vCPU (`benchmarks/RESULTS.md`, "How big a
 # file the client streams"); Lambda gives a function one vCPU at 1,769 MB, a share below.

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from aws_cdk import Aws, CfnOutput, Duration, Stack
 from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_lambda_destinations as destinations
@@ -23,12 +26,19 @@ from constructs_lib.log_groups import stack_log_group
 from constructs_lib.nag import acknowledge
 from constructs_lib.singleton_logs import route_singleton_logs
 from lambda_fn.client_config import (
+    BATCH_THRESHOLD_VARIABLE,
     ENDPOINT_VARIABLE,
     INPUT_BUCKET_VARIABLE,
     MODES,
     OUTPUT_BUCKET_VARIABLE,
     REQUEST_CONCURRENCY,
     SERVING_MODE_VARIABLE,
+    TRANSFORM_INSTANCE_COUNT,
+    TRANSFORM_INSTANCE_TYPE_VARIABLE,
+    TRANSFORM_JOB_PREFIX_VARIABLE,
+    TRANSFORM_MAX_PAYLOAD_MB,
+    TRANSFORM_STAGING_VARIABLE,
+    transform_job_names,
 )
 from lambda_fn.file_types import MEDIA_TYPES
 from stacks.config import ClientConfig
@@ -48,6 +58,15 @@ class Completions:
 
 
 @dataclass(frozen=True)
+class Transforms:
+    """What the handler of batch transform jobs needs from the other stacks."""
+
+    role_arn: str
+    # s3://<models bucket>/batch-transform/: each job's manifest, request and output.
+    staging_uri: str
+
+
+@dataclass(frozen=True)
 class ClientNames:
     """The client's fixed names, known before the stack exists, so the IAM stack can scope
     the client's role to them without depending on this stack."""
@@ -56,6 +75,9 @@ class ClientNames:
     failure_queue: str
     # The completion handler of an asynchronous endpoint's results.
     completions: str
+    # The handler of batch transform jobs' state changes, and what starts its jobs' names.
+    transforms: str
+    transform_job_prefix: str
 
     @classmethod
     def for_prefix(cls, name_prefix: str) -> ClientNames:
@@ -63,7 +85,14 @@ class ClientNames:
             f"{name_prefix}-client",
             f"{name_prefix}-client-failures",
             f"{name_prefix}-client-completions",
+            f"{name_prefix}-client-transforms",
+            name_prefix,
         )
+
+    @property
+    def transform_jobs(self) -> str:
+        """The start of every batch transform job's name."""
+        return transform_job_names(self.transform_job_prefix)
 
 
 class ClientStack(Stack):
@@ -86,6 +115,7 @@ class ClientStack(Stack):
         alarm_topic_arn: str,
         log_retention: logs.RetentionDays,
         completions: Completions | None = None,
+        transforms: Transforms | None = None,
         **kwargs,
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
@@ -109,6 +139,18 @@ class ClientStack(Stack):
             MODES[serving_mode].max_request_bytes.variable: str(config.max_request_bytes),
             REQUEST_CONCURRENCY.variable: str(config.request_concurrency),
         }
+        if transforms is not None:
+            batch = config.batch_transform
+            environment.update(
+                {
+                    BATCH_THRESHOLD_VARIABLE: str(batch.threshold_bytes),
+                    TRANSFORM_STAGING_VARIABLE: transforms.staging_uri,
+                    TRANSFORM_JOB_PREFIX_VARIABLE: names.transform_job_prefix,
+                    TRANSFORM_INSTANCE_TYPE_VARIABLE: batch.instance_type,
+                    TRANSFORM_INSTANCE_COUNT.variable: str(batch.instance_count),
+                    TRANSFORM_MAX_PAYLOAD_MB.variable: str(batch.max_payload_mb),
+                }
+            )
 
         def client_function(
             construct_id: str,
@@ -163,6 +205,8 @@ class ClientStack(Stack):
                 sns.Topic.from_topic_arn(self, topic_id, topic_arn).add_subscription(
                     subscriptions.LambdaSubscription(completion)
                 )
+        if transforms is not None:
+            self._transform_handler(names, transforms, client_function, failures, config)
         notification_logs = stack_log_group(
             self, "NotificationsHandlerLogs", retention=log_retention
         )
@@ -199,6 +243,45 @@ class ClientStack(Stack):
                 f"aws s3 cp data/inference/inference.csv s3://{input_bucket_name}/inference.csv"
                 f" && sleep 30 && aws s3 cp s3://{output_bucket_name}/inference.csv.out -"
             ),
+        )
+
+    def _transform_handler(
+        self,
+        names: ClientNames,
+        transforms: Transforms,
+        client_function: Callable[..., lambda_.Function],
+        failures: sqs.Queue,
+        config: ClientConfig,
+    ) -> None:
+        """The handler of this app's batch transform jobs, fired when one ends."""
+        handler = client_function(
+            "Transforms",
+            names.transforms,
+            "transform_completion.handler",
+            transforms.role_arn,
+            {},
+            "TransformsLogs",
+        )
+        events.Rule(
+            self,
+            "TransformJobEnded",
+            description="Publishes a batch transform job's result when the job ends.",
+            event_pattern=events.EventPattern(
+                source=["aws.sagemaker"],
+                detail_type=["SageMaker Transform Job State Change"],
+                detail={
+                    "TransformJobName": [{"prefix": names.transform_jobs}],
+                    "TransformJobStatus": ["Completed", "Failed", "Stopped"],
+                },
+            ),
+        ).add_target(
+            targets.LambdaFunction(
+                handler,
+                # Events EventBridge could not deliver land with the handler's own failures.
+                dead_letter_queue=failures,
+                retry_attempts=config.retry_attempts,
+                max_event_age=Duration.seconds(config.max_event_age_seconds),
+            )
         )
 
     def _notifications_role(self, bucket_name: str, log_group: logs.ILogGroup) -> iam.IRole:

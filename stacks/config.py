@@ -218,6 +218,19 @@ class ServingConfig:
 
 
 @dataclass(frozen=True)
+class BatchTransformConfig:
+    """Files above `threshold_bytes` are scored by a SageMaker batch transform job."""
+
+    enabled: bool
+    # The default (null in the config): what the client streams in half its timeout, or in
+    # `async` mode the largest object an asynchronous request takes.
+    threshold_bytes: int
+    instance_type: str
+    instance_count: int
+    max_payload_mb: int
+
+
+@dataclass(frozen=True)
 class ClientConfig:
     reserved_concurrency: int | None
     memory_mb: int
@@ -228,6 +241,7 @@ class ClientConfig:
     request_concurrency: int
     alarm_errors_threshold: int
     alarm_dead_letters_threshold: int
+    batch_transform: BatchTransformConfig
 
 
 @dataclass(frozen=True)
@@ -339,6 +353,7 @@ _SERVERLESS = _keys(ServerlessConfig)
 _ASYNCHRONOUS = _keys(AsynchronousConfig)
 _AUTOSCALING = _keys(AutoscalingConfig)
 _CLIENT = _keys(ClientConfig)
+_BATCH_TRANSFORM = _keys(BatchTransformConfig)
 
 
 def _parse_alarm_emails(section: _Section) -> tuple[str, ...]:
@@ -594,20 +609,64 @@ def _parse_client(section: _Section, serving: ServingConfig) -> ClientConfig:
             f"at most serving.serverless.max_concurrency ({serving.serverless.max_concurrency}): "
             "one file's requests alone would be throttled",
         )
+    memory_mb = section.integer("memory_mb", 128, 10240)
+    timeout_seconds = section.integer("timeout_seconds", 1, 900)
+    max_request_bytes = (
+        mode.max_request_bytes.default
+        if section.get("max_request_bytes") is None
+        else section.setting("max_request_bytes", mode.max_request_bytes)
+    )
+    batch = _Section(
+        section.get("batch_transform", {}), section.key("batch_transform"), _BATCH_TRANSFORM
+    )
     return ClientConfig(
         reserved_concurrency=_parse_reserved_concurrency(section),
-        memory_mb=section.integer("memory_mb", 128, 10240),
-        timeout_seconds=section.integer("timeout_seconds", 1, 900),
+        memory_mb=memory_mb,
+        timeout_seconds=timeout_seconds,
         retry_attempts=section.integer("retry_attempts", 0, 2),
         max_event_age_seconds=section.integer("max_event_age_seconds", 60, 21600),
-        max_request_bytes=(
-            mode.max_request_bytes.default
-            if section.get("max_request_bytes") is None
-            else section.setting("max_request_bytes", mode.max_request_bytes)
-        ),
+        max_request_bytes=max_request_bytes,
         request_concurrency=request_concurrency,
         alarm_errors_threshold=section.integer("alarm_errors_threshold", 1, 10**6),
         alarm_dead_letters_threshold=section.integer("alarm_dead_letters_threshold", 1, 10**6),
+        batch_transform=_parse_batch_transform(
+            batch,
+            streaming_limit=(
+                max_request_bytes
+                if serving.mode == "async"
+                else client_settings.streaming_limit_bytes(memory_mb, timeout_seconds)
+            ),
+            asynchronous=serving.mode == "async",
+        ),
+    )
+
+
+def _parse_batch_transform(
+    section: _Section, streaming_limit: int, asynchronous: bool
+) -> BatchTransformConfig:
+    """The threshold defaults to `streaming_limit`; a larger one would leave files that no
+    other path scores in time (in `async` mode: that no asynchronous request takes)."""
+    threshold = streaming_limit
+    if section.get("threshold_bytes") is not None:
+        explain = (
+            "client.max_request_bytes, the largest object an asynchronous request takes"
+            if asynchronous
+            else "what the client streams in half its timeout at the measured rate "
+            "(client.memory_mb and client.timeout_seconds set it; README 'Big files')"
+        )
+        threshold = section.integer("threshold_bytes", client_settings.MIB, 5 * 1024**4)
+        if threshold > streaming_limit:
+            raise section.fail(
+                "threshold_bytes",
+                threshold,
+                f"from {client_settings.MIB} (1 MiB) to {streaming_limit}: at most {explain}",
+            )
+    return BatchTransformConfig(
+        enabled=section.boolean("enabled"),
+        threshold_bytes=threshold,
+        instance_type=section.instance_type("instance_type"),
+        instance_count=section.setting("instance_count", client_settings.TRANSFORM_INSTANCE_COUNT),
+        max_payload_mb=section.setting("max_payload_mb", client_settings.TRANSFORM_MAX_PAYLOAD_MB),
     )
 
 

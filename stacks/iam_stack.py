@@ -51,6 +51,7 @@ class IamStack(Stack):
         checkpoints: S3Location | None,
         data_capture: S3Location | None,
         async_inference: tuple[S3Location, S3Location] | None,
+        batch_transform: S3Location | None,
         client_input: S3Location,
         client_output: S3Location,
         client_names: ClientNames,
@@ -59,14 +60,17 @@ class IamStack(Stack):
         **kwargs,
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
-        # An asynchronous endpoint reads each input object itself and writes its results.
+        # An asynchronous endpoint and a batch transform job read each input object
+        # themselves and write their results; a job also reads its manifest.
         async_outputs = list(async_inference or ())
-        async_input = [client_input] if async_inference else []
+        job_io = [batch_transform] if batch_transform else []
+        inputs = [client_input] if async_inference or batch_transform else []
         self.sagemaker_role = self._sagemaker_role(
-            [*channels, training_output, *filter(None, [checkpoints]), *async_input],
-            [training_output, *filter(None, [checkpoints, data_capture]), *async_outputs],
+            [*channels, training_output, *filter(None, [checkpoints]), *inputs, *job_io],
+            [training_output, *filter(None, [checkpoints, data_capture]), *async_outputs, *job_io],
             repositories,
             endpoint_name,
+            transform_jobs=batch_transform is not None,
         )
         invoke = "sagemaker:InvokeEndpointAsync" if async_inference else "sagemaker:InvokeEndpoint"
         self.client_role = self._client_role(
@@ -98,6 +102,41 @@ class IamStack(Stack):
                 [location.objects_arn for location in async_outputs],
                 why_wildcards="SageMaker names each result after its inference id.",
             )
+        # Set when big files go to batch transform: the role of the jobs' state-change handler.
+        self.transform_role: iam.Role | None = None
+        if batch_transform:
+            self._allow_transforms(self.client_role, client_names, batch_transform, endpoint_name)
+            self.transform_role = self._client_role(
+                "TransformRole",
+                "The client's batch transform handler: publishes each job's result.",
+                client_names.transforms,
+                client_names,
+                client_input,
+                client_output,
+                self._endpoint_arn(endpoint_name),
+                None,
+            )
+            self._allow_transforms(
+                self.transform_role, client_names, batch_transform, endpoint_name
+            )
+            allow(
+                self.transform_role,
+                ["sagemaker:DescribeTransformJob"],
+                [self._transform_jobs_arn(client_names)],
+                why_wildcards="Every job is named <prefix>-batch-<digest>-<attempt>.",
+            )
+            allow(
+                self.transform_role,
+                ["s3:GetObject"],
+                [batch_transform.objects_arn],
+                why_wildcards="Each job's request and output lie under its own prefix.",
+            )
+            allow(
+                self.transform_role,
+                ["s3:ListBucket"],
+                [batch_transform.bucket_arn],
+                conditions={"StringLike": {"s3:prefix": [f"{batch_transform.prefix}*"]}},
+            )
 
     def _sagemaker_role(
         self,
@@ -105,6 +144,8 @@ class IamStack(Stack):
         writable: list[S3Location],
         repositories: list[ecr.IRepository],
         endpoint_name: str,
+        *,
+        transform_jobs: bool,
     ) -> iam.Role:
         """Read the dataset, write the model, pull the images, write logs and metrics."""
         role = iam.Role(
@@ -156,13 +197,44 @@ class IamStack(Stack):
                 for group in (
                     "/aws/sagemaker/TrainingJobs",
                     f"/aws/sagemaker/Endpoints/{endpoint_name}",
+                    *(["/aws/sagemaker/TransformJobs"] if transform_jobs else []),
                 )
                 # CreateLogGroup is authorised on the group itself, the others on its streams.
                 for arn in (self._log_group_arn(group, streams=False), self._log_group_arn(group))
             ],
-            why_wildcards="SageMaker names the log streams in its two log groups at run time.",
+            why_wildcards="SageMaker names the log streams in its log groups at run time.",
         )
         return role
+
+    def _allow_transforms(
+        self, role: iam.Role, names: ClientNames, staging: S3Location, endpoint_name: str
+    ) -> None:
+        """Stage a job's manifest and request, and start it on the model the endpoint serves."""
+        allow(
+            role,
+            ["s3:PutObject"],
+            [staging.objects_arn],
+            why_wildcards="Each job's manifest and request lie under its own prefix.",
+        )
+        allow(
+            role,
+            ["sagemaker:CreateTransformJob"],
+            [self._transform_jobs_arn(names)],
+            why_wildcards="Every job is named <prefix>-batch-<digest>-<attempt>.",
+        )
+        allow(role, ["sagemaker:DescribeEndpoint"], [self._endpoint_arn(endpoint_name)])
+        allow(
+            role,
+            ["sagemaker:DescribeEndpointConfig"],
+            [self.format_arn(service="sagemaker", resource="endpoint-config", resource_name="*")],
+            why_wildcards="CloudFormation names the endpoint config, anew with every model; "
+            "read-only, to find the model the endpoint serves.",
+        )
+
+    def _transform_jobs_arn(self, names: ClientNames) -> str:
+        return self.format_arn(
+            service="sagemaker", resource="transform-job", resource_name=f"{names.transform_jobs}*"
+        )
 
     def _endpoint_arn(self, endpoint_name: str) -> str:
         # SageMaker writes endpoint names in ARNs in lower case.
@@ -179,9 +251,10 @@ class IamStack(Stack):
         input_bucket: S3Location,
         output_bucket: S3Location,
         endpoint_arn: str,
-        invoke: str,
+        invoke: str | None,
     ) -> iam.Role:
-        """Read a new input object, write its result, call the one endpoint, log, fail over."""
+        """Read a new input object, write its result, call the one endpoint (``invoke``, if
+        the role calls it), log, fail over."""
         role = iam.Role(
             self,
             construct_id,
@@ -206,7 +279,8 @@ class IamStack(Stack):
         # Without ListBucket, S3 answers 403 instead of 404 for a missing key, and the
         # Lambda could not tell "no stale result" or "input deleted" from "access denied".
         allow(role, ["s3:ListBucket"], [input_bucket.bucket_arn, output_bucket.bucket_arn])
-        allow(role, [invoke], [endpoint_arn])
+        if invoke:
+            allow(role, [invoke], [endpoint_arn])
         allow(
             role,
             ["sqs:SendMessage"],

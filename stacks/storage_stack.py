@@ -28,8 +28,8 @@ class StorageStack(Stack):
     """Depends on nothing; everything else reads these buckets by name.
 
     It owns the buckets' layout and hands out locations: `training_output`, `checkpoints`,
-    `data_capture`, `async_results` and `async_failures` in the models bucket, `input` and
-    `output` for the client.
+    `data_capture`, `async_results`, `async_failures` and `batch_transform` in the models
+    bucket, `input` and `output` for the client.
     """
 
     def __init__(
@@ -99,6 +99,14 @@ class StorageStack(Stack):
         self.models_bucket.add_lifecycle_rule(
             id="ExpireAsyncInference",
             prefix="async-inference/",
+            expiration=Duration.days(config.scored_object_expiration_days),
+        )
+        # Each batch transform job's manifest, request and raw output; the client publishes
+        # the output as `<key>.out`, so it expires like the inference objects.
+        self.batch_transform = S3Location(models, "batch-transform/")
+        self.models_bucket.add_lifecycle_rule(
+            id="ExpireBatchTransform",
+            prefix=self.batch_transform.prefix,
             expiration=Duration.days(config.scored_object_expiration_days),
         )
         self.input = S3Location(self.input_bucket.bucket_name, "")

@@ -102,6 +102,19 @@ def test_the_request_size_follows_the_serving_mode_unless_set():
     assert explicit.client.max_request_bytes == 6 * 1024 * 1024
 
 
+def test_the_batch_threshold_follows_what_the_client_streams_in_half_its_timeout():
+    """55 MiB/s per vCPU; Lambda gives 1,769 MB one vCPU, and more memory no more speed."""
+    mib = 1024 * 1024
+    assert parse().client.batch_transform.threshold_bytes == int(55 * mib * 512 / 1769 * 150)
+    short = parse(**{"config.client.timeout_seconds": 60, "config.client.memory_mb": 3538})
+    assert short.client.batch_transform.threshold_bytes == int(55 * mib * 30)
+    # Asynchronous: what one asynchronous request takes.
+    asynchronous = parse(**{"config.serving.mode": "async"})
+    assert asynchronous.client.batch_transform.threshold_bytes == 100 * mib
+    smaller = parse(**{"config.client.batch_transform.threshold_bytes": 200 * mib})
+    assert smaller.client.batch_transform.threshold_bytes == 200 * mib
+
+
 def test_an_asynchronous_endpoint_scales_to_zero_and_may_take_an_hour():
     config = parse(
         **{"config.serving.mode": "async", "config.serving.model_server_timeout_seconds": 3600}
@@ -391,6 +404,26 @@ BAD_VALUES = [
         {"config.serving.alarm_5xx_errors_threshold": True},
         "config.serving.alarm_5xx_errors_threshold: got true; allowed: an integer",
         id="boolean-is-not-a-number",
+    ),
+    pytest.param(
+        {"config.client.batch_transform.threshold_bytes": 10 * 1024**3},
+        "config.client.batch_transform.threshold_bytes: got 10737418240; allowed: from 1048576 "
+        "(1 MiB) to 2503778984: at most what the client streams in half its timeout",
+        id="batch-threshold-above-what-streams",
+    ),
+    pytest.param(
+        {
+            "config.serving.mode": "async",
+            "config.client.batch_transform.threshold_bytes": 200 * 1024**2,
+        },
+        "threshold_bytes: got 209715200; allowed: from 1048576 (1 MiB) to 104857600: at most "
+        "client.max_request_bytes, the largest object an asynchronous request takes",
+        id="batch-threshold-above-an-async-request",
+    ),
+    pytest.param(
+        {"config.client.batch_transform.max_payload_mb": 101},
+        "config.client.batch_transform.max_payload_mb: got 101; allowed: an integer from 1 to 100",
+        id="batch-payload-above-the-server",
     ),
     pytest.param(
         {"config.serving.data_capture": "yes"},

@@ -138,7 +138,9 @@ def test_scratch_buckets_expire_objects(synthesized):
         assert rule["ExpirationInDays"] >= 1
 
 
-def test_checkpoints_and_async_results_expire_and_nothing_else_in_the_models_bucket(synthesized):
+def test_checkpoints_async_and_batch_results_expire_and_nothing_else_in_the_models_bucket(
+    synthesized,
+):
     buckets = synthesized.resources("storage", "AWS::S3::Bucket")
     (models,) = [b for logical_id, b in buckets.items() if logical_id.startswith("Models")]
     rules = models["Properties"]["LifecycleConfiguration"]["Rules"]
@@ -154,6 +156,12 @@ def test_checkpoints_and_async_results_expire_and_nothing_else_in_the_models_buc
             "ExpirationInDays": 30,
             "Id": "ExpireAsyncInference",
             "Prefix": "async-inference/",
+            "Status": "Enabled",
+        },
+        "batch-transform/": {
+            "ExpirationInDays": 30,
+            "Id": "ExpireBatchTransform",
+            "Prefix": "batch-transform/",
             "Status": "Enabled",
         },
     }
@@ -365,9 +373,23 @@ def test_client_role_is_scoped_to_its_buckets_endpoint_queue_and_logs(synthesize
         "s3:GetObjectVersion",
         "s3:ListBucket",
         "s3:PutObject",
+        "sagemaker:CreateTransformJob",
+        "sagemaker:DescribeEndpoint",
+        "sagemaker:DescribeEndpointConfig",
         "sagemaker:InvokeEndpoint",
         "sqs:SendMessage",
     ]
+    # Big files: stage a job's request, start it on the model the endpoint serves.
+    assert by_action["sagemaker:CreateTransformJob"].endswith(
+        ':transform-job/custom-sm-batch-*"]]}'
+    )
+    assert by_action["sagemaker:DescribeEndpoint"].endswith(
+        ':endpoint/custom-sm-model-endpoint"]]}'
+    )
+    assert by_action["sagemaker:DescribeEndpointConfig"].endswith(':endpoint-config/*"]]}')
+    assert "PublishOutputRefModels" in by_action["s3:PutObject"]
+    assert "/batch-transform/*" in by_action["s3:PutObject"]
+    assert "PublishOutputRefModels" not in by_action["s3:GetObject"]
     assert "PublishOutputRefInferenceInput" in by_action["s3:GetObject"]
     assert "PublishOutputRefInferenceInput" not in by_action["s3:PutObject"]
     assert "PublishOutputRefInferenceInput" not in by_action["s3:DeleteObject"]
@@ -795,18 +817,28 @@ def test_client_fires_on_object_created_for_supported_extensions_only(synthesize
 
 
 def test_failed_events_land_in_an_encrypted_ssl_only_queue_with_alarms(synthesized):
-    (invoke,) = synthesized.resources("client", "AWS::Lambda::EventInvokeConfig").values()
-    assert invoke["Properties"]["MaximumRetryAttempts"] == 2
-    queue_id = invoke["Properties"]["DestinationConfig"]["OnFailure"]["Destination"]["Fn::GetAtt"][
-        0
-    ]
+    # The client and its transform handler: the same retries, the same queue.
+    invokes = synthesized.resources("client", "AWS::Lambda::EventInvokeConfig").values()
+    assert [i["Properties"]["MaximumRetryAttempts"] for i in invokes] == [2, 2]
+    (queue_id,) = {
+        i["Properties"]["DestinationConfig"]["OnFailure"]["Destination"]["Fn::GetAtt"][0]
+        for i in invokes
+    }
     queue = synthesized.template("client")["Resources"][queue_id]
     assert queue["Properties"]["SqsManagedSseEnabled"] is True
     assert queue["Properties"]["QueueName"] == "custom-sm-client-failures"
     (policy,) = synthesized.resources("client", "AWS::SQS::QueuePolicy").values()
-    (deny,) = policy["Properties"]["PolicyDocument"]["Statement"]
+    deny, allow = policy["Properties"]["PolicyDocument"]["Statement"]
     assert deny["Effect"] == "Deny"
     assert deny["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+    # EventBridge may send only the transform rule's undeliverable events.
+    (rule_id,) = synthesized.resources("client", "AWS::Events::Rule")
+    assert (allow["Effect"], allow["Principal"], allow["Action"]) == (
+        "Allow",
+        {"Service": "events.amazonaws.com"},
+        "sqs:SendMessage",
+    )
+    assert allow["Condition"] == {"ArnEquals": {"aws:SourceArn": {"Fn::GetAtt": [rule_id, "Arn"]}}}
     alarms = {
         a["Properties"]["MetricName"]: a["Properties"]
         for a in synthesized.resources("client", "AWS::CloudWatch::Alarm").values()
@@ -839,7 +871,7 @@ def acknowledgments(synthesized) -> dict[tuple[str, str], str]:
 
 def test_acknowledgments_are_few_specific_and_scoped(synthesized):
     found = acknowledgments(synthesized)
-    assert 0 < len(found) <= 24
+    assert 0 < len(found) <= 30
     for (path, rule), reason in found.items():
         assert rule.startswith("AwsSolutions-"), rule
         assert path.count("/") >= 2, f"{rule} acknowledged for a whole stack: {path}"
@@ -864,3 +896,73 @@ def test_cdk_nag_runs_on_every_synth(tmp_path):
     assert "custom-sm-storage/Unsafe/Resource" in message
     assert "AwsSolutions-S10" in message
     assert "custom-sm-storage/Unsafe" in (tmp_path / "validation-report.json").read_text()
+
+
+# -- batch transform --------------------------------------------------------------------------
+
+
+def test_a_job_ending_fires_the_transform_handler_with_the_clients_retries_and_queue(synthesized):
+    resources = synthesized.template("client")["Resources"]
+    (rule,) = synthesized.resources("client", "AWS::Events::Rule").values()
+    assert rule["Properties"]["EventPattern"] == {
+        "source": ["aws.sagemaker"],
+        "detail-type": ["SageMaker Transform Job State Change"],
+        "detail": {
+            "TransformJobName": [{"prefix": "custom-sm-batch-"}],
+            "TransformJobStatus": ["Completed", "Failed", "Stopped"],
+        },
+    }
+    (target,) = rule["Properties"]["Targets"]
+    handler = resources[target["Arn"]["Fn::GetAtt"][0]]["Properties"]
+    assert handler["Handler"] == "transform_completion.handler"
+    assert handler["FunctionName"] == "custom-sm-client-transforms"
+    assert target["RetryPolicy"] == {"MaximumEventAgeInSeconds": 3600, "MaximumRetryAttempts": 2}
+    assert resources[target["DeadLetterConfig"]["Arn"]["Fn::GetAtt"][0]]["Properties"][
+        "QueueName"
+    ] == ("custom-sm-client-failures")
+    client = next(
+        r["Properties"]
+        for r in resources.values()
+        if r["Type"] == "AWS::Lambda::Function"
+        and r["Properties"].get("FunctionName") == "custom-sm-client"
+    )
+    variables = client["Environment"]["Variables"]
+    # 55 MiB/s per vCPU x 512/1769 vCPU x 300 s x 1/2.
+    assert variables["BATCH_THRESHOLD_BYTES"] == str(int(55 * 2**20 * 512 / 1769 * 300 * 0.5))
+    assert "/batch-transform/" in flat(variables["TRANSFORM_STAGING"])
+    assert (variables["TRANSFORM_INSTANCE_TYPE"], variables["TRANSFORM_MAX_PAYLOAD_MB"]) == (
+        "ml.m5.large",
+        "6",
+    )
+    assert handler["Environment"]["Variables"] == variables
+
+
+def test_the_transform_handler_role_reads_jobs_and_their_output_and_invokes_nothing(synthesized):
+    granted = statements(synthesized.template("iam"), "TransformRole")
+    by_action: dict[str, str] = {}
+    for statement in granted:
+        for action in as_list(statement["Action"]):
+            by_action[action] = by_action.get(action, "") + flat(statement["Resource"])
+    assert "sagemaker:InvokeEndpoint" not in by_action
+    assert by_action["sagemaker:DescribeTransformJob"].endswith(
+        ':transform-job/custom-sm-batch-*"]]}'
+    )
+    assert "/batch-transform/*" in by_action["s3:GetObject"]
+    assert "log-group:/aws/lambda/custom-sm-client-transforms:*" in by_action["logs:PutLogEvents"]
+
+
+def test_with_batch_transform_off_no_role_may_start_a_job_or_read_the_input_for_sagemaker(
+    synthesized, tmp_path
+):
+    from .cdk_synth import context_with, synthesize
+
+    off = synthesize(tmp_path, context_with(**{"config.client.batch_transform.enabled": "false"}))
+    assert not off.resources("client", "AWS::Events::Rule")
+    assert "BATCH_THRESHOLD_BYTES" not in json.dumps(off.template("client"))
+    assert "TransformRole" not in json.dumps(off.template("iam"))
+    for template, allowed in ((off, False), (synthesized, True)):
+        iam_template = json.dumps(template.template("iam"))
+        assert ("sagemaker:CreateTransformJob" in iam_template) is allowed
+        sagemaker_reads = json.dumps(statements(template.template("iam"), "SageMakerExecutionRole"))
+        assert ("PublishOutputRefInferenceInput" in sagemaker_reads) is allowed
+        assert ("/aws/sagemaker/TransformJobs" in sagemaker_reads) is allowed
