@@ -155,6 +155,23 @@ def _training_job(action: str) -> Mapper:
     return requests
 
 
+def _transform_job(action: str) -> Mapper:
+    def requests(call: AwsCall, place: Place) -> list[Request]:
+        name = call.params["TransformJobName"].lower()
+        return [Request(action, place.arn("sagemaker", f"transform-job/{name}"))]
+
+    return requests
+
+
+def _endpoint_config(call: AwsCall, place: Place) -> list[Request]:
+    name = call.params["EndpointConfigName"].lower()
+    return [
+        Request(
+            "sagemaker:DescribeEndpointConfig", place.arn("sagemaker", f"endpoint-config/{name}")
+        )
+    ]
+
+
 def _create_training_job(call: AwsCall, place: Place) -> list[Request]:
     """CreateTrainingJob also passes its role to SageMaker, which IAM authorizes separately."""
     return [
@@ -190,6 +207,11 @@ IAM_REQUESTS: dict[tuple[str, str], Mapper] = {
     ("sagemaker", "CreateTrainingJob"): _create_training_job,
     ("sagemaker", "DescribeTrainingJob"): _training_job("sagemaker:DescribeTrainingJob"),
     ("sagemaker", "StopTrainingJob"): _training_job("sagemaker:StopTrainingJob"),
+    # A transform job runs with its model's execution role: the caller passes no role.
+    ("sagemaker", "CreateTransformJob"): _transform_job("sagemaker:CreateTransformJob"),
+    ("sagemaker", "DescribeTransformJob"): _transform_job("sagemaker:DescribeTransformJob"),
+    ("sagemaker", "DescribeEndpoint"): _endpoint("sagemaker:DescribeEndpoint"),
+    ("sagemaker", "DescribeEndpointConfig"): _endpoint_config,
 }
 
 

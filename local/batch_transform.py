@@ -197,7 +197,7 @@ class BatchTransform(Stoppable):
             job = self.job(item)
             with self._lock:
                 fault = self._job_faults.pop(0) if self._job_faults else None
-            status, reason = ("Failed", fault) if fault else self._transform(job)
+            status, reason = ("Failed", fault) if fault else self.run_job(job)
             with self._lock:
                 ended = self._jobs[item]
                 ended.update(TransformJobStatus=status, TransformEndTime=_epoch())
@@ -206,7 +206,9 @@ class BatchTransform(Stoppable):
                 detail = json.loads(json.dumps(ended))
                 self._events.append(JobEvent(_event(detail)))
 
-    def _transform(self, job: dict[str, Any]) -> tuple[str, str | None]:
+    def run_job(self, job: dict[str, Any]) -> tuple[str, str | None]:
+        """Run one job as `DescribeTransformJob` shows it (also one another SageMaker stand-in
+        holds); its final status and failure reason."""
         name = job["TransformJobName"]
         log = self.logs.setdefault(name, [])
         parameters = {**self._execution_parameters(), **_job_parameters(job)}

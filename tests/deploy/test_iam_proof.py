@@ -5,7 +5,8 @@ The calls are recorded from running the real code (the deployed assets, with the
 environment): the training-job handler and CDK's handlers while the rehearsal deploys, and the
 client Lambda on files dropped into the deployed input bucket. The calls AWS services make
 with our roles are listed from the deployed resources: Lambda writing each function's logs,
-CDK's provider framework invoking its handlers, SageMaker training and hosting. Each becomes
+CDK's provider framework invoking its handlers, SageMaker training, hosting and batch transform.
+Each becomes
 the IAM requests AWS authorizes (`local.aws_calls`), evaluated by `local.iam_policy`.
 """
 
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import ast
 import importlib.util
+import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -26,6 +28,7 @@ from botocore.stub import Stubber
 
 from benchmarks.client_memory import generate_file
 from local.aws_calls import AwsCall, Place, iam_requests, recording
+from local.batch_transform import BatchTransform
 from local.credentials import FAKE_CREDENTIALS
 from local.iam_policy import NamedPolicy, Request, evaluate
 from local.model_server import start_model_server
@@ -129,7 +132,48 @@ def client_runs(
             (outcome,) = result["objects"]
             assert outcome["outcome"] == expected, (key, outcome)
             results.append(outcome)
+        results.append(_batch_transform_run(rehearsal, input_bucket, model_server.url, endpoint))
     yield results
+
+
+def _batch_transform_run(
+    rehearsal: RehearsalRun, input_bucket: str, container_url: str, endpoint: str
+) -> dict[str, Any]:
+    """A file above the batch threshold (lowered for the run): the client starts a transform
+    job in the deployed account, SageMaker's part is played on it, and the deployed transform
+    handler publishes its result."""
+    run = rehearsal.rehearsal
+    s3, sagemaker = run.client("s3"), run.client("sagemaker")
+    client = function(rehearsal, "lambda_function.lambda_handler")
+    # moto names the deployed endpoint itself (it ignores EndpointName): the app's name is
+    # given to the same endpoint config here, so the client finds the deployed model.
+    chain = endpoint_chain(rehearsal)
+    sagemaker.create_endpoint(EndpointName=endpoint, EndpointConfigName=chain["config"])
+    key, body = "runs/big-batch.csv", INFERENCE_CSV.encode()
+    put = s3.put_object(Bucket=input_bucket, Key=key, Body=body)
+    record = object_created_record(
+        input_bucket, key, len(body), etag=put["ETag"], version_id=put["VersionId"], region=REGION
+    )
+    result = run.handlers.run(
+        run.scope(client.stack),
+        client.logical_id,
+        {"Records": [record], "LogicalResourceId": "client (batch)"},
+        {"BATCH_THRESHOLD_BYTES": "1000"},
+    )
+    (started,) = result["objects"]
+    assert started["outcome"] == "submitted", started
+    job = sagemaker.describe_transform_job(TransformJobName=started["transform_job"])
+    assert job["ModelName"] == chain["model"]
+    player = BatchTransform(s3, container_url, endpoint)
+    assert player.run_job(job) == ("Completed", None), player.logs
+    transforms = function(rehearsal, "transform_completion.handler")
+    event = {
+        "detail": {"TransformJobName": job["TransformJobName"], "TransformJobStatus": "Completed"},
+        "LogicalResourceId": "transform handler",
+    }
+    published = run.handlers.run(run.scope(transforms.stack), transforms.logical_id, event, {})
+    assert published["outcome"] == "predictions", published
+    return published
 
 
 @pytest.fixture(scope="module")
@@ -220,6 +264,7 @@ def service_side(rehearsal: RehearsalRun) -> list[Checked]:
                 checked.append(Checked(fn.name, fn.role_arn, Request(action, target), "provider"))
     checked.extend(training_calls(rehearsal))
     checked.extend(hosting_calls(rehearsal))
+    checked.extend(transform_calls(rehearsal))
     return checked
 
 
@@ -306,10 +351,66 @@ def hosting_calls(rehearsal: RehearsalRun) -> list[Checked]:
     ]
 
 
+def transform_calls(rehearsal: RehearsalRun) -> list[Checked]:
+    """What SageMaker does with the model's execution role for each transform job: read the
+    manifest and each input it lists, pull the image, read the model, write the output, logs
+    and metrics."""
+    run = rehearsal.rehearsal
+    s3, sagemaker = run.client("s3"), run.client("sagemaker")
+    checked = []
+    for summary in sagemaker.list_transform_jobs()["TransformJobSummaries"]:
+        job = sagemaker.describe_transform_job(TransformJobName=summary["TransformJobName"])
+        model = sagemaker.describe_model(ModelName=job["ModelName"])
+        manifest_uri = job["TransformInput"]["DataSource"]["S3DataSource"]["S3Uri"]
+        bucket, _, key = manifest_uri.removeprefix("s3://").partition("/")
+        prefix, *keys = json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+        output = job["TransformOutput"]["S3OutputPath"].removeprefix("s3://")
+        container = model["PrimaryContainer"]
+        requests = [
+            Request("s3:GetObject", f"arn:aws:s3:::{manifest_uri.removeprefix('s3://')}"),
+            *(Request("s3:GetObject", f"arn:aws:s3:::{prefix['prefix'][5:]}{k}") for k in keys),
+            *(Request("s3:PutObject", f"arn:aws:s3:::{output}/{k}.out") for k in keys),
+            Request("s3:GetObject", f"arn:aws:s3:::{container['ModelDataUrl'][5:]}"),
+            *image_requests(container["Image"]),
+            *sagemaker_logs(
+                "/aws/sagemaker/TransformJobs",
+                f"{job['TransformJobName']}/i-0123456789abcdef0-1764500000",
+                "/aws/sagemaker/TransformJobs",
+            ),
+        ]
+        checked.extend(
+            Checked("SageMaker batch transform", model["ExecutionRoleArn"], r, job["ModelName"])
+            for r in requests
+        )
+    assert checked, "no transform job was started"
+    return checked
+
+
+def resubmissions(rehearsal: RehearsalRun, calls: list[Checked]) -> list[Checked]:
+    """The transform handler starts a failed job again with the client's own calls (moto
+    fails no job, so it makes none here): the client's, checked against its role too."""
+    client = function(rehearsal, "lambda_function.lambda_handler").role_arn
+    role = function(rehearsal, "transform_completion.handler").role_arn
+
+    def starts_a_job(call: Checked) -> bool:
+        if call.source == "PutObject":
+            return "/batch-transform/" in call.request.resource
+        return call.source in ("CreateTransformJob", "DescribeEndpoint", "DescribeEndpointConfig")
+
+    found = [
+        Checked("transform handler (a failed job started again)", role, call.request, call.source)
+        for call in calls
+        if call.role_arn == client and starts_a_job(call)
+    ]
+    assert len(found) == 5, found  # the manifest, the request, and the three calls
+    return found
+
+
 @pytest.fixture(scope="module")
 def all_calls(rehearsal, client_runs, stopped_job_calls) -> list[Checked]:
     del client_runs  # requested so that the client has run before its calls are read
-    return [*recorded(rehearsal, stopped_job_calls), *service_side(rehearsal)]
+    calls = recorded(rehearsal, stopped_job_calls)
+    return [*calls, *resubmissions(rehearsal, calls), *service_side(rehearsal)]
 
 
 # -- the proof --------------------------------------------------------------------------------
@@ -392,7 +493,15 @@ DENIED = [
         "start another app's job",
     ),
     ("sagemaker", "s3:PutObject", "data", "training/train.csv", "overwrite the training data"),
-    ("sagemaker", "s3:GetObject", "input", "runs/day1.csv", "read files sent for scoring"),
+    # A batch transform job reads the files sent for scoring, never writes among them.
+    ("sagemaker", "s3:PutObject", "input", "runs/day1.csv", "write into the scoring input"),
+    (
+        "client",
+        "sagemaker:CreateTransformJob",
+        None,
+        "transform-job/another-app-batch-1",
+        "start another app's transform job",
+    ),
     ("framework", "lambda:InvokeFunction", None, "function:custom-sm-client", "invoke the client"),
 ]
 
