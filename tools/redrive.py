@@ -2,12 +2,15 @@
 
 Lambda sends an event it could not handle after its retries (or that grew too old) to the
 client's failed-events queue, as an on-failure record holding the original event: an S3 event
-of the client, or (asynchronous endpoint) an SNS notification of the completion handler. This
-command reads each record, checks that the objects the event needs still exist (the exact
-versions an S3 event names; the result or failure an asynchronous notification points to),
-invokes the function again with the original event, asynchronously as S3 or SNS did, and
-deletes the record once Lambda has accepted the event. A record it cannot re-submit (neither
-kind of event, or every object it needs gone) stays in the queue, with the reason printed.
+of the client, an SNS notification of the completion handler (asynchronous endpoint), or a
+batch transform job's state change of the transform handler. EventBridge sends a state change
+it could not deliver there too, as the bare event. This command reads each message, checks
+that the objects the event needs still exist (the exact versions an S3 event names; the result
+or failure an asynchronous notification points to; the request the client staged beside a
+transform job's output), invokes the function again with the original event, asynchronously
+as S3, SNS or EventBridge did, and deletes the message once Lambda has accepted the event. A
+message it cannot re-submit (none of these events, or every object it needs gone) stays in
+the queue, with the reason printed.
 
     python -m tools.redrive [--name-prefix custom-sm] [--dry-run] [--max-messages N]
 """
@@ -32,6 +35,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # Long enough to re-submit one batch before another reader may see its messages again.
 VISIBILITY_TIMEOUT_SECONDS = 120
 BATCH = 10
+TRANSFORM_EVENT = "SageMaker Transform Job State Change"
 
 
 @dataclass(frozen=True)
@@ -98,6 +102,25 @@ def notification_objects(payload: Any) -> list[ObjectRef]:
     return refs
 
 
+def transform_objects(payload: Any, sagemaker: Any) -> list[ObjectRef]:
+    """The request a transform job's state-change event needs: the one the client staged
+    beside the job's output (`lambda_fn/batch_transform.py`); empty for another event."""
+    if not isinstance(payload, dict) or payload.get("detail-type") != TRANSFORM_EVENT:
+        return []
+    name = payload.get("detail", {}).get("TransformJobName")
+    if not isinstance(name, str) or not name:
+        return []
+    try:
+        job = sagemaker.describe_transform_job(TransformJobName=name)
+    except ClientError as error:
+        if error.response["Error"]["Code"] == "ValidationException":  # no such job
+            return []
+        raise
+    output = job["TransformOutput"]["S3OutputPath"].rstrip("/")
+    bucket, _, key = output.removeprefix("s3://").removesuffix("output").partition("/")
+    return [ObjectRef(bucket, f"{key}request.json", None)]
+
+
 def exists(s3: Any, ref: ObjectRef) -> bool:
     extra = {"VersionId": ref.version_id} if ref.version_id else {}
     try:
@@ -132,6 +155,7 @@ def redrive(
     sqs: Any,
     lambda_: Any,
     s3: Any,
+    sagemaker: Any,
     queue_url: str,
     names: ClientNames,
     limit: int,
@@ -145,13 +169,20 @@ def redrive(
             record = json.loads(message["Body"])
         except json.JSONDecodeError:
             record = None
-        payload = record.get("requestPayload") if isinstance(record, dict) else None
+        # Lambda's on-failure record holds the event; EventBridge's dead letter is the event.
+        payload = record.get("requestPayload", record) if isinstance(record, dict) else None
         function, refs = names.function, s3_objects(payload)
         if not refs:
             function, refs = names.completions, notification_objects(payload)
         if not refs:
+            function, refs = names.transforms, transform_objects(payload, sagemaker)
+        if not refs:
             report.left.append(
-                (message["MessageId"], "neither an S3 event nor an asynchronous notification")
+                (
+                    message["MessageId"],
+                    "not an S3 event, an asynchronous notification or a state change of one "
+                    "of this app's transform jobs",
+                )
             )
             continue
         present = [ref for ref in refs if exists(s3, ref)]
@@ -190,7 +221,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-messages", type=int, default=1000, help="stop after this many")
     args = parser.parse_args(argv)
     names = ClientNames.for_prefix(args.name_prefix)
-    sqs, lambda_, s3 = (boto3.client(service) for service in ("sqs", "lambda", "s3"))
+    sqs, lambda_, s3, sagemaker = (
+        boto3.client(service) for service in ("sqs", "lambda", "s3", "sagemaker")
+    )
     try:
         queue_url = sqs.get_queue_url(QueueName=names.failure_queue)["QueueUrl"]
     except ClientError as error:
@@ -200,6 +233,7 @@ def main(argv: list[str] | None = None) -> int:
         sqs=sqs,
         lambda_=lambda_,
         s3=s3,
+        sagemaker=sagemaker,
         queue_url=queue_url,
         names=names,
         limit=args.max_messages,

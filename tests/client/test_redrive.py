@@ -1,5 +1,6 @@
 """`python -m tools.redrive` against moto's SQS and S3, with Lambda's Invoke checked by
-botocore's Stubber (moto cannot run a function without Docker)."""
+botocore's Stubber (moto cannot run a function without Docker), and SageMaker's
+DescribeTransformJob answered by one."""
 
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ class Account:
     s3: Any
     lambda_: Any
     stubber: Stubber
+    sagemaker: Stubber
     queue_url: str
     bucket: str
 
@@ -68,6 +70,7 @@ class Account:
             sqs=self.sqs,
             lambda_=self.lambda_,
             s3=self.s3,
+            sagemaker=self.sagemaker.client,
             queue_url=self.queue_url,
             names=NAMES,
             limit=100,
@@ -98,9 +101,11 @@ def account(s3_server: MotoServer) -> Iterator[Account]:
     s3.create_bucket(Bucket=bucket)
     s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
     lambda_ = boto3.client("lambda", region_name="us-east-1")
-    with Stubber(lambda_) as stubber:
-        yield Account(sqs, s3, lambda_, stubber, queue_url, bucket)
+    sagemaker = boto3.client("sagemaker", region_name="us-east-1")
+    with Stubber(lambda_) as stubber, Stubber(sagemaker) as sagemaker_stubber:
+        yield Account(sqs, s3, lambda_, stubber, sagemaker_stubber, queue_url, bucket)
         stubber.assert_no_pending_responses()
+        sagemaker_stubber.assert_no_pending_responses()
 
 
 def test_failed_events_are_resubmitted_and_removed(account: Account) -> None:
@@ -132,7 +137,8 @@ def test_what_cannot_be_resubmitted_stays_in_the_queue_with_its_reason(account: 
     reasons = sorted(reason for _, reason in report.left)
     assert reasons == [
         f"every object is gone: {ObjectRef(account.bucket, 'incoming/gone.csv', version)}",
-        "neither an S3 event nor an asynchronous notification",
+        "not an S3 event, an asynchronous notification or a state change of one of this "
+        "app's transform jobs",
     ]
     assert account.queued() == 2, "left visible for the next run or a person"
 
@@ -172,3 +178,73 @@ def test_a_failed_completion_is_handed_back_to_the_completion_handler(account: A
         ["async-inference/results/x-1.out"]
     ]
     assert account.queued() == 0
+
+
+def transform_event(job_name: str) -> dict[str, Any]:
+    return {
+        "version": "0",
+        "detail-type": "SageMaker Transform Job State Change",
+        "source": "aws.sagemaker",
+        "detail": {"TransformJobName": job_name, "TransformJobStatus": "Completed"},
+    }
+
+
+def describe_job(account: Account, job_name: str, output_path: str) -> None:
+    account.sagemaker.add_response(
+        "describe_transform_job",
+        {
+            "TransformJobName": job_name,
+            "TransformJobArn": f"arn:aws:sagemaker:us-east-1:123456789012:transform-job/{job_name}",
+            "TransformJobStatus": "Completed",
+            "ModelName": "model",
+            "TransformInput": {
+                "DataSource": {
+                    "S3DataSource": {"S3DataType": "ManifestFile", "S3Uri": "s3://b/m.json"}
+                }
+            },
+            "TransformOutput": {"S3OutputPath": output_path},
+            "TransformResources": {"InstanceType": "ml.m5.large", "InstanceCount": 1},
+            "CreationTime": "2026-11-30T12:00:00Z",
+        },
+        {"TransformJobName": job_name},
+    )
+
+
+def test_a_transform_jobs_state_change_goes_back_to_the_transform_handler(
+    account: Account,
+) -> None:
+    """Both ways it lands in the queue: the handler's on-failure record (it could not
+    publish), and EventBridge's dead letter (it could not deliver): the bare event."""
+    folder = "batch-transform/custom-sm-batch-0123456789abcdef-1/"
+    account.s3.put_object(Bucket=account.bucket, Key=f"{folder}request.json", Body=b"{}")
+    failed = transform_event("custom-sm-batch-0123456789abcdef-1")
+    account.fail_payload(failed)
+    account.sqs.send_message(QueueUrl=account.queue_url, MessageBody=json.dumps(failed))
+    for _ in range(2):
+        describe_job(
+            account, "custom-sm-batch-0123456789abcdef-1", f"s3://{account.bucket}/{folder}output"
+        )
+        account.expect_invoke(failed, function=NAMES.transforms)
+
+    report = account.run()
+
+    assert [[str(ref) for ref in refs] for refs in report.resubmitted] == [
+        [f"s3://{account.bucket}/{folder}request.json"]
+    ] * 2
+    assert account.queued() == 0
+
+
+def test_a_state_change_of_a_job_not_staged_stays_in_the_queue(account: Account) -> None:
+    account.fail_payload(transform_event("custom-sm-batch-fedcba9876543210-1"))
+    describe_job(
+        account,
+        "custom-sm-batch-fedcba9876543210-1",
+        f"s3://{account.bucket}/batch-transform/custom-sm-batch-fedcba9876543210-1/output",
+    )
+
+    report = account.run()
+
+    assert report.resubmitted == []
+    ((_, reason),) = report.left
+    assert reason.startswith("every object is gone: s3://")
+    assert account.queued() == 1
