@@ -15,12 +15,17 @@ configuration read back from the synthesized templates (never a second copy):
 4. the client Lambda's handler, in its own process with the client stack's
    environment, on the exact event S3 sends for the uploaded inference file; with an
    asynchronous endpoint (``-c config.serving.mode=async``), SageMaker's queue then works
-   and SNS hands each notification to the completion handler, as the stacks have it.
+   and SNS hands each notification to the completion handler, as the stacks have it;
+5. a generated file above the batch threshold (``--big-file-mb``, default 16 MiB; the demo
+   sets the threshold to 8 MiB unless ``-c`` sets one): the client starts a batch transform
+   job, a second model server with SageMaker's batch environment runs it
+   (``local.batch_transform``), and the transform handler publishes its ``.out``, which must
+   hold exactly the sample file's predictions, record for record.
 
 Each run works in a directory of its own (``build/demo/<time>-<pid>/``, or
 ``--workdir``) on free ports, so two demos at once never collide.
 
-    python -m local.demo [--workdir DIR] [-c KEY=VALUE ...]
+    python -m local.demo [--workdir DIR] [--big-file-mb N] [-c KEY=VALUE ...]
 """
 
 from __future__ import annotations
@@ -44,6 +49,7 @@ from typing import Any
 import boto3
 
 from local.async_inference import AsyncInference
+from local.batch_transform import BatchTransform
 from local.credentials import FAKE_CREDENTIALS
 from local.model_server import start_model_server
 from local.moto_server import start_moto_server
@@ -68,6 +74,12 @@ INFERENCE_FILE = DATA_DIR / "inference" / "inference.csv"
 INPUT_KEY = "incoming/inference.csv"
 # Where the asynchronous endpoint's stand-in writes its results and failures.
 ASYNC_BUCKET = "demo-async-inference"
+# Where batch transform jobs stage their requests and write their output (the models bucket).
+MODELS_BUCKET = "demo-models"
+LARGE_KEY = "incoming/large.csv"
+# The demo's batch threshold, unless `-c config.client.batch_transform.threshold_bytes=N`.
+DEMO_BATCH_THRESHOLD_BYTES = 8 * 1024 * 1024
+THRESHOLD_SETTING = "config.client.batch_transform.threshold_bytes"
 REGION = "us-east-1"
 
 
@@ -222,6 +234,97 @@ def invoke_handler(
     return json.loads(result.stdout.splitlines()[-1])
 
 
+@contextlib.contextmanager
+def start_batch_transform(
+    s3: Any,
+    serving_root: Path,
+    workdir: Path,
+    endpoint_name: str,
+    server_env: dict[str, str],
+    max_payload_mb: str,
+) -> Iterator[BatchTransform]:
+    """SageMaker batch transform: a job's container is the model's (same image, model and
+    environment), which SageMaker starts with its batch settings added."""
+    s3.create_bucket(Bucket=MODELS_BUCKET)
+    batch_env = {
+        **server_env,
+        "SAGEMAKER_BATCH": "true",
+        "SAGEMAKER_BATCH_STRATEGY": "MULTI_RECORD",
+        "SAGEMAKER_MAX_PAYLOAD_IN_MB": max_payload_mb,
+    }
+    workers = int(server_env.get("SAGEMAKER_MODEL_SERVER_WORKERS", "1"))
+    with (
+        start_model_server(serving_root, workers=workers, env=batch_env, log_dir=workdir) as server,
+        BatchTransform(s3, server.url, endpoint_name).start() as batch,
+    ):
+        yield batch
+
+
+def score_large_file(
+    workdir: Path,
+    megabytes: int,
+    s3: Any,
+    batch: BatchTransform,
+    input_bucket: str,
+    output_bucket: str,
+    sample_predictions: list[str],
+    handler_env: dict[str, str],
+    templates: Any,
+) -> str:
+    """Upload a generated file above the threshold; the client starts its job, EventBridge
+    hands the job's end to the transform handler, whose `.out` must be the sample's
+    predictions repeated."""
+    path = workdir / "large.csv"
+    repeats = generate_large_file(path, megabytes)
+    size = path.stat().st_size
+    say(f"{path} ({size:,} bytes): the sample's {len(sample_predictions)} records x {repeats}")
+    started = time.perf_counter()
+    s3.upload_file(str(path), input_bucket, LARGE_KEY)
+    head = s3.head_object(Bucket=input_bucket, Key=LARGE_KEY)
+    event = {
+        "Records": [
+            object_created_record(
+                input_bucket,
+                LARGE_KEY,
+                size,
+                etag=head["ETag"],
+                version_id=head.get("VersionId"),
+                region=REGION,
+            )
+        ]
+    }
+    (outcome,) = invoke_handler(event, handler_env)["objects"]
+    if outcome["outcome"] != "submitted":
+        raise JobError(f"expected a batch transform job for {LARGE_KEY}, got {outcome}")
+    transforms = templates.client_function("transform_completion.handler")
+    transform_env = {
+        **literal_values(transforms.get("Environment", {}).get("Variables", {})),
+        **handler_env,
+    }
+    for job_event in batch.drain():
+        mini_batches = sum(1 for job, _ in batch.invocations if job == job_event.job_name)
+        say(
+            f"job {job_event.job_name}: {job_event.event['detail']['TransformJobStatus']} "
+            f"({mini_batches} mini-batches); EventBridge invokes the transform handler:"
+        )
+        invoke_handler(job_event.event, transform_env, "transform_completion.handler")
+    body = s3.get_object(Bucket=output_bucket, Key=f"{LARGE_KEY}.out")["Body"].read()
+    seconds = time.perf_counter() - started
+    predictions = body.decode().splitlines()
+    if predictions != sample_predictions * repeats:
+        raise JobError(
+            f"s3://{output_bucket}/{LARGE_KEY}.out holds {len(predictions)} predictions that "
+            f"are not the sample's {len(sample_predictions)} repeated {repeats} times"
+        )
+    (workdir / "large-predictions.csv").write_bytes(body)
+    summary = (
+        f"{len(predictions):,} records by batch transform in {seconds:.1f} s, each the same "
+        "as the sample file's prediction"
+    )
+    say(summary)
+    return summary
+
+
 def count_records(csv_file: Path) -> int:
     """Data lines of a CSV with a header row."""
     with csv_file.open() as handle:
@@ -231,9 +334,24 @@ def count_records(csv_file: Path) -> int:
 # --- the pipeline ------------------------------------------------------------------------
 
 
-def run(workdir: Path, progress: Progress, context: list[str]) -> dict[str, Any]:
+def generate_large_file(path: Path, megabytes: int) -> int:
+    """The sample file's records repeated to at least ``megabytes`` MiB under its header;
+    how many times, so the expected predictions are the sample's, repeated."""
+    header, _, rows = INFERENCE_FILE.read_text().partition("\n")
+    rows = rows.rstrip("\n") + "\n"
+    repeats = -(-megabytes * 1024 * 1024 // len(rows))
+    with path.open("w") as out:
+        out.write(header + "\n")
+        for _ in range(repeats):
+            out.write(rows)
+    return repeats
+
+
+def run(workdir: Path, progress: Progress, context: list[str], big_file_mb: int) -> dict[str, Any]:
     workdir.mkdir(parents=True, exist_ok=True)
     cdk_out = workdir / "cdk.out"
+    if not any(item.startswith(f"{THRESHOLD_SETTING}=") for item in context):
+        context = [*context, f"{THRESHOLD_SETTING}={DEMO_BATCH_THRESHOLD_BYTES}"]
 
     with progress.step("Synthesizing the six stacks (npx cdk synth)"):
         templates = synthesize(cdk_out, context)
@@ -303,6 +421,24 @@ def run(workdir: Path, progress: Progress, context: list[str]) -> dict[str, Any]
                     f"s3://{ASYNC_BUCKET}/async-inference/results/",
                     f"s3://{ASYNC_BUCKET}/async-inference/failures/",
                 )
+            function = templates.client_function()
+            variables = function.get("Environment", {}).get("Variables", {})
+            batch = None
+            if "BATCH_THRESHOLD_BYTES" in variables:
+                batch = services.enter_context(
+                    start_batch_transform(
+                        s3,
+                        serving_root,
+                        workdir,
+                        endpoint_name,
+                        {**image_env, **container_env},
+                        str(variables.get("TRANSFORM_MAX_PAYLOAD_MB", "6")),
+                    )
+                )
+                say(
+                    f"SageMaker batch transform: {batch.url}; its jobs' model server (batch "
+                    f"mode): {batch.container_url}"
+                )
             adapter = services.enter_context(
                 start_runtime_adapter(
                     endpoint_name, model_server.url, hosting=hosting, asynchronous=queue
@@ -320,7 +456,6 @@ def run(workdir: Path, progress: Progress, context: list[str]) -> dict[str, Any]
                 )
 
         with progress.step("Uploading the inference file and invoking the client on S3's event"):
-            function = templates.client_function()
             input_bucket, output_bucket = "demo-inference-input", "demo-inference-output"
             for bucket in (input_bucket, output_bucket):
                 s3.create_bucket(Bucket=bucket)
@@ -347,6 +482,14 @@ def run(workdir: Path, progress: Progress, context: list[str]) -> dict[str, Any]
                 "INFERENCE_OUTPUT_BUCKET": output_bucket,
                 "AWS_ENDPOINT_URL_S3": s3_server.url,
                 "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME": adapter.url,
+                **(
+                    {
+                        "AWS_ENDPOINT_URL_SAGEMAKER": batch.url,
+                        "TRANSFORM_STAGING": f"s3://{MODELS_BUCKET}/batch-transform/",
+                    }
+                    if batch
+                    else {}
+                ),
             }
             invoke_handler(event, handler_env)
             if queue:
@@ -376,9 +519,26 @@ def run(workdir: Path, progress: Progress, context: list[str]) -> dict[str, Any]
             say(f"s3://{output_bucket}/{output_key}: {len(lines)} predictions")
             say(f"labels: {dict(Counter(lines))}")
 
+        large = None
+        with progress.step(f"Scoring a generated {big_file_mb} MiB file by batch transform"):
+            if batch is None:
+                say("skipped: batch transform is off (config.client.batch_transform.enabled)")
+            else:
+                large = score_large_file(
+                    workdir,
+                    big_file_mb,
+                    s3,
+                    batch,
+                    input_bucket,
+                    output_bucket,
+                    lines,
+                    handler_env,
+                    templates,
+                )
+
         with progress.step("Stopping every process the demo started"):
             services.close()
-            say("model server, S3 server and runtime adapter stopped")
+            say("model servers, S3 server, runtime adapter and batch transform stopped")
 
     return {
         "val_accuracy": metrics.get("Validation Accuracy"),
@@ -386,6 +546,7 @@ def run(workdir: Path, progress: Progress, context: list[str]) -> dict[str, Any]
         "output": f"s3://{output_bucket}/{output_key}",
         "latency_s": latency,
         "spot_resume": spot.describe() if spot else None,
+        "large_file": large,
         "artefacts": {
             "templates": cdk_out,
             "model": training_root / "model",
@@ -404,6 +565,8 @@ def print_summary(result: dict[str, Any]) -> None:
     print(f"  end-to-end latency  : {result['latency_s']:.2f} s (upload to predictions)")
     if result["spot_resume"]:
         print(f"  spot resume         : {result['spot_resume']}")
+    if result["large_file"]:
+        print(f"  large file          : {result['large_file']}")
     for name, path in result["artefacts"].items():
         print(f"  {name:<20}: {path}")
 
@@ -434,13 +597,21 @@ def main(argv: list[str] | None = None) -> int:
         metavar="KEY=VALUE",
         help="passed to `cdk synth -c`, e.g. -c config.model_family=xgboost",
     )
+    parser.add_argument(
+        "--big-file-mb",
+        type=int,
+        default=16,
+        help="the size of the generated file scored by batch transform (default: 16)",
+    )
     args = parser.parse_args(argv)
     _stop_on_sigterm()
     for name in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE"):
         os.environ.pop(name, None)
-    progress = Progress(total=6)
+    if args.big_file_mb * 1024 * 1024 <= DEMO_BATCH_THRESHOLD_BYTES:
+        parser.error("--big-file-mb must be above the demo's batch threshold (8 MiB)")
+    progress = Progress(total=7)
     try:
-        result = run(args.workdir.resolve(), progress, args.context)
+        result = run(args.workdir.resolve(), progress, args.context, args.big_file_mb)
     except JobError as error:
         print(f"\nDemo failed at {progress.current}: {error}", file=sys.stderr, flush=True)
         return 1

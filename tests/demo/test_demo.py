@@ -216,3 +216,22 @@ def test_every_serving_mode_scores_the_same_as_the_realtime_one(
     assert shown in run.output
     predictions = (run.workdir / "predictions.csv").read_bytes()
     assert predictions == (runs.complete.workdir / "predictions.csv").read_bytes()
+    large = (run.workdir / "large-predictions.csv").read_bytes()
+    assert large == (runs.complete.workdir / "large-predictions.csv").read_bytes()
+
+
+def test_a_file_above_the_batch_threshold_is_scored_by_batch_transform_like_the_sample(
+    runs: Runs,
+) -> None:
+    """The demo checks every record of its generated file against the sample's prediction
+    and fails otherwise; here, that the batch path ran: a job, its mini-batches, the
+    transform handler's `.out`."""
+    run = runs.complete
+    assert re.search(
+        r"job custom-sm-batch-[0-9a-f]{16}-1: Completed \((\d+) mini-batches\)", run.output
+    )
+    assert '"outcome": "submitted"' in run.output
+    assert re.search(r"large file\s+: 79,572 records by batch transform", run.output)
+    labels = (run.workdir / "large-predictions.csv").read_text().splitlines()
+    sample = (run.workdir / "predictions.csv").read_text().splitlines()
+    assert labels == sample * 698
