@@ -23,7 +23,8 @@ A stand-in for the four SageMaker API calls the client and its transform handler
 
 ``fail_next(n, reason)`` makes the next n jobs fail as SageMaker itself might (no capacity,
 an internal error) without running; ``fail_invocations(n, status)`` answers the next n
-mini-batches with ``status`` instead of the container. Both emulate the AWS side.
+mini-batches with ``status`` instead of the container; ``throttle(n)`` answers the next n API
+calls with 400 ``ThrottlingException``. All emulate the AWS side.
 """
 
 from __future__ import annotations
@@ -85,6 +86,7 @@ class BatchTransform(Stoppable):
     _events: list[JobEvent] = field(default_factory=list)
     _job_faults: list[str] = field(default_factory=list)
     _invocation_faults: list[int] = field(default_factory=list)
+    _throttled: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _server: _Api | None = None
     _threads: list[threading.Thread] = field(default_factory=list)
@@ -119,6 +121,18 @@ class BatchTransform(Stoppable):
     def fail_invocations(self, count: int, status: int = 500) -> None:
         with self._lock:
             self._invocation_faults.extend([status] * count)
+
+    def throttle(self, count: int) -> None:
+        with self._lock:
+            self._throttled += count
+
+    def throttled(self) -> bool:
+        """Whether this API call is one of those `throttle` asked for."""
+        with self._lock:
+            if self._throttled:
+                self._throttled -= 1
+                return True
+            return False
 
     def drain(self, timeout: float = 600.0) -> list[JobEvent]:
         """Wait until every job started so far has ended; the events not yet drained."""
@@ -211,7 +225,11 @@ class BatchTransform(Stoppable):
         holds); its final status and failure reason."""
         name = job["TransformJobName"]
         log = self.logs.setdefault(name, [])
-        parameters = {**self._execution_parameters(), **_job_parameters(job)}
+        try:
+            parameters = {**self._execution_parameters(), **_job_parameters(job)}
+        except OSError as error:
+            log.append(f"the container did not answer GET /execution-parameters: {error}")
+            return "Failed", "AlgorithmError: See job logs for more information"
         try:
             prefix, keys = self._inputs(job["TransformInput"]["DataSource"]["S3DataSource"])
         except Exception as error:  # SageMaker reports any failure to read its input
@@ -425,6 +443,8 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             if method is None:
                 raise ApiError("UnknownOperationException", f"{action} is not played here")
+            if self.server.service.throttled():
+                raise ApiError("ThrottlingException", "Rate exceeded")
             status, answer = 200, method(request)
         except ApiError as error:
             status, answer = 400, {"__type": error.code, "message": str(error)}

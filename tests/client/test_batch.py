@@ -10,21 +10,27 @@ delivers each state-change event when it chooses: once, twice, early, or never.
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import lambda_function
 import pytest
 import transform_completion
 from model_kit.model_io import Model
 
+from benchmarks.client_memory import generate_file
 from local.batch_transform import BatchTransform, JobEvent
-from local.moto_server import MotoServer
 from local.runtime_adapter import RuntimeAdapter
 from local.s3_faults import S3Faults
 
-from .local_stack import INFERENCE_CSV, LocalStack, expected_labels, feature_rows
+from .local_stack import INFERENCE_CSV, REPO_ROOT, LocalStack, expected_labels, feature_rows
 
 INFERENCE_TEXT = INFERENCE_CSV.read_text()
 HEADER, *LINES = INFERENCE_TEXT.splitlines()
@@ -52,15 +58,10 @@ class Transforms:
         return events
 
 
-@pytest.fixture
-def transforms(
-    stack: LocalStack, s3_server: MotoServer, runtime_adapter: RuntimeAdapter
-) -> Iterator[Transforms]:
+def _transforms(stack: LocalStack, container_url: str) -> Iterator[Transforms]:
     models = f"models-{uuid.uuid4().hex[:12]}"
     stack.s3.create_bucket(Bucket=models)
-    service = BatchTransform(
-        stack.s3, f"http://{runtime_adapter.container.netloc}", stack.env["MODEL_ENDPOINT"]
-    )
+    service = BatchTransform(stack.s3, container_url, stack.env["MODEL_ENDPOINT"])
     with service.start():
         stack.env.update(
             {
@@ -76,6 +77,17 @@ def transforms(
         transform_completion._publisher.cache_clear()
         yield Transforms(service, models)
     transform_completion._publisher.cache_clear()
+
+
+@pytest.fixture
+def transforms(stack: LocalStack, runtime_adapter: RuntimeAdapter) -> Iterator[Transforms]:
+    yield from _transforms(stack, f"http://{runtime_adapter.container.netloc}")
+
+
+@pytest.fixture
+def unreachable(stack: LocalStack) -> Iterator[Transforms]:
+    """Jobs whose container never answers."""
+    yield from _transforms(stack, "http://127.0.0.1:9")
 
 
 def streamed(stack: LocalStack, key: str, body: bytes) -> bytes:
@@ -268,3 +280,79 @@ def test_s3_failing_under_the_client_fails_the_event_before_any_job_starts(
     stack.invoke(record)
     transforms.complete()
     assert stack.output_keys() == ["staged.csv.out"]
+
+
+def test_sagemakers_api_throttling_is_retried(stack: LocalStack, transforms: Transforms) -> None:
+    transforms.service.throttle(2)
+    stack.invoke(stack.put("throttled.csv", INFERENCE_TEXT.encode()))
+    transforms.complete()
+    assert stack.output_keys() == ["throttled.csv.out"]
+    assert transforms.service.throttled() is False, "both throttles were met"
+
+
+def test_jobs_whose_container_never_answers_are_started_again_then_reported(
+    stack: LocalStack, unreachable: Transforms
+) -> None:
+    stack.invoke(stack.put("down.csv", INFERENCE_TEXT.encode()))
+    for attempt in range(1, 4):
+        (event,) = unreachable.complete()
+        assert event.job_name.endswith(f"-{attempt}")
+        assert "did not answer" in unreachable.service.logs[event.job_name][0]
+    report = stack.error_report("down.csv")
+    assert "failed 3 times; the last time: AlgorithmError" in report["reason"]
+    assert stack.output_keys() == ["down.csv.error.json"]
+
+
+def test_a_transform_handler_killed_mid_publication_leaves_no_result_and_the_retry_one(
+    stack: LocalStack, transforms: Transforms, faults: S3Faults, tmp_path: Path
+) -> None:
+    """Lambda kills the handler at its timeout while `.out` uploads in parts: nothing a
+    reader could take for a result is left, and EventBridge's retry publishes the one `.out`."""
+    stack.env["OUTPUT_PART_BYTES"] = str(5 * 1024 * 1024)
+    stack.apply_env()
+    data_file = tmp_path / "long.jsonl"
+    records = len(generate_file(data_file, 25, "jsonl"))
+    stack.s3.upload_file(str(data_file), stack.input_bucket, "long.jsonl")
+    head = stack.s3.head_object(Bucket=stack.input_bucket, Key="long.jsonl")
+    stack.invoke(
+        stack.record("long.jsonl", data_file.stat().st_size, head["VersionId"], head["ETag"])
+    )
+    (event,) = transforms.service.drain()
+    environment = {
+        "PATH": os.environ.get("PATH", ""),
+        **{k: v for k, v in os.environ.items() if k.startswith("AWS_")},
+        **stack.env,
+    }
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import json, sys, transform_completion; "
+            "transform_completion.handler(json.load(sys.stdin))",
+        ],
+        cwd=REPO_ROOT / "lambda_fn",
+        env=environment,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    assert process.stdin is not None
+    process.stdin.write(json.dumps(event.event).encode())
+    process.stdin.close()
+    deadline = time.monotonic() + 120
+    while not any("partNumber=" in request for request in faults.seen):
+        assert process.poll() is None, "the handler finished before it uploaded a part"
+        assert time.monotonic() < deadline, "no part uploaded within 120 s"
+        time.sleep(0.01)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+
+    assert stack.output_keys() == [], "a killed handler leaves no result a reader could take"
+    assert len(stack.open_uploads()) == 1
+
+    line = transform_completion.handler(event.event)
+    assert (line["outcome"], line["records"]) == ("predictions", records)
+    assert stack.output_keys() == ["long.jsonl.out"]
+    body, metadata = stack.read("long.jsonl.out")
+    assert metadata["record-count"] == str(records)
+    assert len(body.splitlines()) == records
