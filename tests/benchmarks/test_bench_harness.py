@@ -7,6 +7,7 @@ skipped where they are missing.
 
 from __future__ import annotations
 
+import argparse
 import importlib.util
 import shutil
 import urllib.error
@@ -16,7 +17,7 @@ from pathlib import Path
 import pytest
 from model_kit.model_io import load_model
 
-from benchmarks import payloads, report
+from benchmarks import client_memory, payloads, report
 from benchmarks.ceiling import parse
 from benchmarks.loadgen import run_wrk
 from benchmarks.servers import post_csv, start_reference
@@ -117,6 +118,77 @@ def test_targets_are_judged_on_per_round_ratios() -> None:
         "1 record, 8 connections: requests/s vs reference",
         "5 MB: records/s with JSON answers vs with CSV answers",
         "cold start to the first /ping 200",
+    ]
+
+
+def test_cpu_shares_read_as_lambda_states_them_and_a_missing_cgroup_is_said(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert client_memory.parse_share("512/1769") == pytest.approx(0.28943, abs=1e-5)
+    assert client_memory.parse_share("1") == 1.0
+    with pytest.raises(argparse.ArgumentTypeError):
+        client_memory.parse_share("2")
+    monkeypatch.setattr(client_memory, "CPU_CGROUP_ROOT", tmp_path / "no-controller")
+    with (
+        pytest.raises(client_memory.CgroupUnavailable, match="no writable cgroup v1 cpu"),
+        client_memory.cpu_cgroup(0.5),
+    ):
+        pytest.fail("a group was made without a controller")
+
+
+def test_the_client_sections_compare_with_the_same_runs_server() -> None:
+    """The batch run against our 5 MB rate (160,000 records/s here) and the in-process
+    ceiling (200,000); the streaming rate per vCPU of each share; a skip said as such."""
+    results = _results(3500.0, 8.0, 1.2)
+    results["machine"] = {"cpus": 2}
+    stages = {"client_start_s": 1.0, "job_s": 10.0, "publish_s": 2.0, "end_to_end_s": 13.0}
+    results["batch_transform"] = {
+        "command": ".venv/bin/python -m benchmarks.batch_transform --megabytes 1024",
+        "finished_utc": "today",
+        "bytes": 2**30,
+        "records": 800_000,
+        "upload_s": 9.0,
+        "server_workers": 2,
+        "max_payload_mb": 6,
+        "runs": [{}],
+        "median": {
+            **stages,
+            "records_per_s": 800_000 / 13,
+            "job_records_per_s": 80_000.0,
+            "mini_batches": 171,
+            "client_peak_rss_mb": 68.0,
+            "transform_peak_rss_mb": 94.0,
+            "job_cpu_seconds": {"model server": 9.0, "rest of the machine": 1.0},
+        },
+        "server_peak_rss_mb": {"master": 167.0, "workers": [147.0, 147.0], "workers_sum": 294.0},
+        "stand_ins_peak_rss_mb": {"moto (S3)": 300.0},
+    }
+    share = {
+        "cpu_share": 512 / 1769,
+        "runs": 3,
+        "median_mib_per_s": 20.0,
+        "median_mib_per_s_per_vcpu": 69.1,
+        "median_seconds": 10.0,
+        "median_whole_mib_per_s_per_vcpu": 60.0,
+        "median_cpu_of_allowed": 0.99,
+        "median_peak_rss_mb": 100.0,
+    }
+    results["streaming"] = {
+        "command": "c",
+        "bytes": 200 * 2**20,
+        "records": 10,
+        "shares": [share],
+    }
+    batch = "\n".join(report._batch_lines(results))
+    assert "the job reached **0.50x**" in batch
+    assert "(against the in-process ceiling of 200,000 records/s: 0.40x" in batch
+    assert "| **end to end** (the client's start to `.out` published) | **13.0** |" in batch
+    assert "| 0.2894 | 3 | 20.0 | **69.1** | 10.0 s | 60.0 | 0.99 | 100 MB |" in "\n".join(
+        report._streaming_lines(results)
+    )
+    results["streaming"] = {"skipped": "no writable cgroup v1 cpu controller at /x"}
+    assert report._streaming_lines(results) == [
+        "Not measured: no writable cgroup v1 cpu controller at /x."
     ]
 
 

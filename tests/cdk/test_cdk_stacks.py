@@ -24,6 +24,15 @@ def statements(template: dict, role_prefix: str) -> list[dict]:
     return found
 
 
+def resources_by_action(template: dict, role_prefix: str) -> dict[str, str]:
+    """Each action the role is granted, with every resource it is granted on, flattened."""
+    by_action: dict[str, str] = {}
+    for statement in statements(template, role_prefix):
+        for action in as_list(statement["Action"]):
+            by_action[action] = by_action.get(action, "") + flat(statement["Resource"])
+    return by_action
+
+
 def as_list(value) -> list:
     return value if isinstance(value, list) else [value]
 
@@ -359,11 +368,7 @@ def test_sagemaker_role_is_least_privilege(synthesized):
 
 
 def test_client_role_is_scoped_to_its_buckets_endpoint_queue_and_logs(synthesized):
-    granted = statements(synthesized.template("iam"), "ClientRole")
-    by_action: dict[str, str] = {}
-    for statement in granted:
-        for action in as_list(statement["Action"]):
-            by_action[action] = by_action.get(action, "") + flat(statement["Resource"])
+    by_action = resources_by_action(synthesized.template("iam"), "ClientRole")
     assert sorted(by_action) == [
         "logs:CreateLogStream",
         "logs:PutLogEvents",
@@ -938,11 +943,7 @@ def test_a_job_ending_fires_the_transform_handler_with_the_clients_retries_and_q
 
 
 def test_the_transform_handler_role_reads_jobs_and_their_output_and_invokes_nothing(synthesized):
-    granted = statements(synthesized.template("iam"), "TransformRole")
-    by_action: dict[str, str] = {}
-    for statement in granted:
-        for action in as_list(statement["Action"]):
-            by_action[action] = by_action.get(action, "") + flat(statement["Resource"])
+    by_action = resources_by_action(synthesized.template("iam"), "TransformRole")
     assert "sagemaker:InvokeEndpoint" not in by_action
     assert by_action["sagemaker:DescribeTransformJob"].endswith(
         ':transform-job/custom-sm-batch-*"]]}'

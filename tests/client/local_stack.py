@@ -5,6 +5,11 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,6 +21,7 @@ from model_kit.model_io import Model
 
 from local.runtime_adapter import RuntimeAdapter
 from local.s3_event import object_created_record
+from local.s3_faults import S3Faults
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 INFERENCE_CSV = REPO_ROOT / "data" / "inference" / "inference.csv"
@@ -76,3 +82,36 @@ class LocalStack:
 
     def open_uploads(self) -> list[dict[str, Any]]:
         return self.s3.list_multipart_uploads(Bucket=self.output_bucket).get("Uploads", [])
+
+
+def kill_mid_upload(stack: LocalStack, faults: S3Faults, call: str, event: dict[str, Any]) -> None:
+    """Run ``call`` (``module.function``, as Lambda names a handler) on ``event`` in a process
+    of its own, with the function's environment, and SIGKILL it, as Lambda does at the
+    timeout, once it has uploaded the first part of a multipart `.out`."""
+    module, function = call.rsplit(".", 1)
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            f"import json, sys, {module}; {module}.{function}(json.load(sys.stdin), None)",
+        ],
+        cwd=REPO_ROOT / "lambda_fn",
+        env={
+            "PATH": os.environ.get("PATH", ""),
+            **{k: v for k, v in os.environ.items() if k.startswith("AWS_")},
+            **stack.env,
+        },
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    assert process.stdin is not None
+    process.stdin.write(json.dumps(event).encode())
+    process.stdin.close()
+    deadline = time.monotonic() + 120
+    while not any("partNumber=" in request for request in faults.seen):
+        assert process.poll() is None, "the handler finished before it uploaded a part"
+        assert time.monotonic() < deadline, "no part uploaded within 120 s"
+        time.sleep(0.01)
+    process.send_signal(signal.SIGKILL)
+    process.wait()

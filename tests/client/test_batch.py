@@ -10,11 +10,6 @@ delivers each state-change event when it chooses: once, twice, early, or never.
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -30,7 +25,7 @@ from local.batch_transform import BatchTransform, JobEvent
 from local.runtime_adapter import RuntimeAdapter
 from local.s3_faults import S3Faults
 
-from .local_stack import INFERENCE_CSV, REPO_ROOT, LocalStack, expected_labels, feature_rows
+from .local_stack import INFERENCE_CSV, LocalStack, expected_labels, feature_rows, kill_mid_upload
 
 INFERENCE_TEXT = INFERENCE_CSV.read_text()
 HEADER, *LINES = INFERENCE_TEXT.splitlines()
@@ -318,34 +313,7 @@ def test_a_transform_handler_killed_mid_publication_leaves_no_result_and_the_ret
         stack.record("long.jsonl", data_file.stat().st_size, head["VersionId"], head["ETag"])
     )
     (event,) = transforms.service.drain()
-    environment = {
-        "PATH": os.environ.get("PATH", ""),
-        **{k: v for k, v in os.environ.items() if k.startswith("AWS_")},
-        **stack.env,
-    }
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "import json, sys, transform_completion; "
-            "transform_completion.handler(json.load(sys.stdin))",
-        ],
-        cwd=REPO_ROOT / "lambda_fn",
-        env=environment,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    assert process.stdin is not None
-    process.stdin.write(json.dumps(event.event).encode())
-    process.stdin.close()
-    deadline = time.monotonic() + 120
-    while not any("partNumber=" in request for request in faults.seen):
-        assert process.poll() is None, "the handler finished before it uploaded a part"
-        assert time.monotonic() < deadline, "no part uploaded within 120 s"
-        time.sleep(0.01)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
+    kill_mid_upload(stack, faults, "transform_completion.handler", event.event)
 
     assert stack.output_keys() == [], "a killed handler leaves no result a reader could take"
     assert len(stack.open_uploads()) == 1

@@ -7,12 +7,6 @@ S3 is moto's server behind `local.s3_faults`, which answers chosen calls with S3
 
 from __future__ import annotations
 
-import json
-import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import lambda_function
@@ -22,7 +16,13 @@ from model_kit.model_io import Model
 from benchmarks.client_memory import generate_file
 from local.s3_faults import S3Faults
 
-from .local_stack import INFERENCE_CSV, REPO_ROOT, LocalStack, expected_labels, feature_rows
+from .local_stack import (
+    INFERENCE_CSV,
+    LocalStack,
+    expected_labels,
+    feature_rows,
+    kill_mid_upload,
+)
 
 INFERENCE_TEXT = INFERENCE_CSV.read_text()
 ROWS = feature_rows(INFERENCE_TEXT)
@@ -78,34 +78,7 @@ def test_a_handler_killed_mid_file_leaves_no_result_and_the_retry_writes_exactly
     stack.s3.upload_file(str(data_file), stack.input_bucket, "long.jsonl")
     head = stack.s3.head_object(Bucket=stack.input_bucket, Key="long.jsonl")
     record = stack.record("long.jsonl", data_file.stat().st_size, head["VersionId"], head["ETag"])
-    environment = {
-        "PATH": os.environ.get("PATH", ""),
-        **{k: v for k, v in os.environ.items() if k.startswith("AWS_")},
-        **stack.env,
-    }
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "import json, sys, lambda_function; "
-            "lambda_function.lambda_handler(json.load(sys.stdin), None)",
-        ],
-        cwd=REPO_ROOT / "lambda_fn",
-        env=environment,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    assert process.stdin is not None
-    process.stdin.write(json.dumps({"Records": [record]}).encode())
-    process.stdin.close()
-    deadline = time.monotonic() + 120
-    while not any("partNumber=" in request for request in faults.seen):
-        assert process.poll() is None, "the handler finished before it uploaded a part"
-        assert time.monotonic() < deadline, "no part uploaded within 120 s"
-        time.sleep(0.01)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
+    kill_mid_upload(stack, faults, "lambda_function.lambda_handler", {"Records": [record]})
 
     assert stack.output_keys() == [], "a killed handler leaves no result a reader could take"
     assert len(stack.open_uploads()) == 1
