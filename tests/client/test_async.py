@@ -13,18 +13,28 @@ import json
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import async_completion
 import boto3
 import pytest
 
+from benchmarks.client_memory import generate_file
 from local.async_inference import AsyncInference, Notification
+from local.model_server import start_model_server
 from local.moto_server import MotoServer
 from local.runtime_adapter import RuntimeAdapter, start_runtime_adapter
 from local.s3_faults import S3Faults
 
-from .local_stack import ENDPOINT_NAME, INFERENCE_CSV, LocalStack, expected_labels, feature_rows
+from .local_stack import (
+    ENDPOINT_NAME,
+    INFERENCE_CSV,
+    LocalStack,
+    expected_labels,
+    feature_rows,
+    kill_mid_upload,
+)
 
 INFERENCE_TEXT = INFERENCE_CSV.read_text()
 HEADER, *LINES = INFERENCE_TEXT.splitlines()
@@ -242,3 +252,39 @@ def test_s3_failing_under_the_completion_handler_loses_nothing(
     async_completion.handler(notification.sns_event())
     assert stack.output_keys() == ["late.csv.out"]
     assert len([f for f in faults.failed if f.startswith("GET")]) == 2
+
+
+@pytest.fixture
+def large_results(s3_server: MotoServer, trained_model_dir: Path) -> Iterator[AsyncEndpoint]:
+    """An asynchronous endpoint whose server takes 100 MB requests, as the serving stack sets."""
+    env = {"SAGEMAKER_MAX_PAYLOAD_IN_MB": "100"}
+    with start_model_server(trained_model_dir.parent, workers=1, env=env) as server:
+        yield from _endpoint(s3_server, server.url)
+
+
+def test_a_completion_handler_killed_mid_publication_leaves_no_result_and_the_retry_one(
+    stack: LocalStack, large_results: AsyncEndpoint, faults: S3Faults, tmp_path: Path
+) -> None:
+    """Lambda kills the handler at its timeout while `.out` uploads in parts: nothing a
+    reader could take for a result is left, and SNS's retry publishes the one `.out`."""
+    use(stack, large_results, OUTPUT_PART_BYTES=str(5 * 1024 * 1024))
+    data_file = tmp_path / "long.jsonl"
+    records = len(generate_file(data_file, 25, "jsonl"))
+    stack.s3.upload_file(str(data_file), stack.input_bucket, "long.jsonl")
+    head = stack.s3.head_object(Bucket=stack.input_bucket, Key="long.jsonl")
+    stack.invoke(
+        stack.record("long.jsonl", data_file.stat().st_size, head["VersionId"], head["ETag"])
+    )
+    (notification,) = large_results.queue.drain()
+    assert notification.topic == "success"
+    kill_mid_upload(stack, faults, "async_completion.handler", notification.sns_event())
+
+    assert stack.output_keys() == [], "a killed handler leaves no result a reader could take"
+    assert len(stack.open_uploads()) == 1
+
+    (line,) = async_completion.handler(notification.sns_event())
+    assert (line["outcome"], line["records"]) == ("predictions", records)
+    assert stack.output_keys() == ["long.jsonl.out"]
+    body, metadata = stack.read("long.jsonl.out")
+    assert metadata["record-count"] == str(records)
+    assert len(body.splitlines()) == records
