@@ -1,7 +1,9 @@
 """The app's typed configuration: one context key, parsed and validated once in `app.py`.
 
-Defaults live in `cdk.json` under the context key `config`; any leaf can be overridden on the
-command line with a dotted key, e.g. `npx cdk synth -c config.training.max_run_seconds=1800`.
+Defaults live in `cdk.json` under the context key `config`. A stage (`-c stage=prod`) merges
+its overrides from `stages.json` over them and names everything `<name_prefix>-<stage>`, so
+stages live side by side in one account. Any leaf can then be overridden on the command line
+with a dotted key, e.g. `npx cdk synth -c config.training.max_run_seconds=1800`.
 Command-line values arrive as strings, so every field accepts the string form of its type.
 A bad value raises `ConfigError` naming the key, the value and what is allowed, so synth fails
 before anything reaches CloudFormation.
@@ -13,6 +15,7 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
+from pathlib import Path
 from typing import Any, Protocol
 
 # The programs' own rules for the values the stacks hand them (hyperparameters, environment
@@ -32,6 +35,10 @@ from constructs_lib.training_job.settings import (
 from lambda_fn import client_config as client_settings
 
 CONTEXT_KEY = "config"
+# `-c stage=NAME`: a stage of STAGES_FILE, beside cdk.json.
+STAGE_KEY = "stage"
+STAGES_FILE = Path(__file__).resolve().parent.parent / "stages.json"
+STAGE_PATTERN = re.compile(r"^[a-z][a-z0-9]{0,9}$")
 
 INSTANCE_TYPE_PATTERN = re.compile(r"^ml\.[a-z0-9]+\.[a-z0-9]+$")
 SAGEMAKER_NAME_PATTERN = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
@@ -261,26 +268,33 @@ class AppConfig:
 
     @classmethod
     def from_context(cls, node: Any) -> AppConfig:
-        """Reads `config` plus every dotted `config.a.b=value` override from the CDK context."""
-        base = node.try_get_context(CONTEXT_KEY)
+        """Reads `config`, the stage's overrides if `stage` is set, and every dotted
+        `config.a.b=value` override from the CDK context."""
+        base = node.try_get_context(CONTEXT_KEY) or {}
+        stage = node.try_get_context(STAGE_KEY)
+        if stage is not None:
+            base = staged(base, stage, json.loads(STAGES_FILE.read_text()))
         overrides = {
             key: node.try_get_context(key)
             for key in _context_keys(node)
             if key.startswith(f"{CONTEXT_KEY}.")
         }
-        return cls.parse(apply_overrides(base or {}, overrides))
+        return cls.parse(apply_overrides(base, overrides))
 
     @classmethod
     def parse(cls, raw: Any) -> AppConfig:
         root = _Section(raw, CONTEXT_KEY, _ROOT)
         model_family = root.choice("model_family", tuple(sorted(families.MODULES)))
-        serving = _parse_serving(_Section(root.get("serving", {}), root.key("serving"), _SERVING))
+        name_prefix = root.string(
+            "name_prefix",
+            NAME_PREFIX_PATTERN,
+            "2-20 lowercase letters, digits or hyphens, starting with a letter",
+        )
+        serving = _parse_serving(
+            _Section(root.get("serving", {}), root.key("serving"), _SERVING), name_prefix
+        )
         return cls(
-            name_prefix=root.string(
-                "name_prefix",
-                NAME_PREFIX_PATTERN,
-                "2-20 lowercase letters, digits or hyphens, starting with a letter",
-            ),
+            name_prefix=name_prefix,
             model_family=model_family,
             account=root.optional_string(
                 "account", ACCOUNT_PATTERN, "null (the deploying credentials' account) or 12 digits"
@@ -303,6 +317,40 @@ class AppConfig:
                 _Section(root.get("client", {}), root.key("client"), _CLIENT), serving
             ),
         )
+
+
+def staged(base: Mapping[str, Any], stage: Any, stages: Mapping[str, Any]) -> dict[str, Any]:
+    """`base` with the stage's overrides merged in, named `<name_prefix>-<stage>` unless the
+    stage names itself. A stage must be declared in stages.json: a typo would otherwise
+    deploy a new copy of the app beside the real one."""
+    if not isinstance(stage, str) or not STAGE_PATTERN.match(stage):
+        raise ConfigError(
+            f"{STAGE_KEY}: got {_describe(stage)}; allowed: 1-10 lowercase letters or digits, "
+            "starting with a letter"
+        )
+    if stage not in stages:
+        raise ConfigError(
+            f"{STAGE_KEY}: got {stage!r}; allowed: a stage of {STAGES_FILE.name} "
+            f"({', '.join(sorted(stages)) or 'none declared'})"
+        )
+    overrides = stages[stage]
+    if not isinstance(overrides, Mapping):
+        raise ConfigError(f"{STAGES_FILE.name}: {stage}: expected an object of config overrides")
+    merged = _merged(base, overrides)
+    if "name_prefix" not in overrides:
+        merged["name_prefix"] = f"{base.get('name_prefix')}-{stage}"
+    return merged
+
+
+def _merged(base: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """A deep copy of `base`, each object of `overrides` merged key by key, other values set."""
+    merged: dict[str, Any] = json.loads(json.dumps(base))
+    for key, value in overrides.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = _merged(merged[key], value)
+        else:
+            merged[key] = json.loads(json.dumps(value))
+    return merged
 
 
 def _context_keys(node: Any) -> list[str]:
@@ -504,7 +552,7 @@ def _parse_metric_definitions(section: _Section) -> list[dict[str, str]]:
     return result
 
 
-def _parse_serving(section: _Section) -> ServingConfig:
+def _parse_serving(section: _Section, name_prefix: str) -> ServingConfig:
     if section.get("accelerator_type") is not None:
         raise section.fail(
             "accelerator_type",
@@ -543,10 +591,16 @@ def _parse_serving(section: _Section) -> ServingConfig:
         )
     return ServingConfig(
         mode=mode,
-        endpoint_name=section.string(
-            "endpoint_name",
-            SAGEMAKER_NAME_PATTERN,
-            "1-63 letters, digits or hyphens, starting and ending with a letter or digit",
+        # null: named after the app (and its stage), as every other named resource is.
+        endpoint_name=(
+            f"{name_prefix}-model-endpoint"
+            if section.get("endpoint_name") is None
+            else section.string(
+                "endpoint_name",
+                SAGEMAKER_NAME_PATTERN,
+                "null (`<name_prefix>-model-endpoint`) or 1-63 letters, digits or hyphens, "
+                "starting and ending with a letter or digit",
+            )
         ),
         instance_type=section.instance_type("instance_type"),
         initial_instance_count=initial,

@@ -12,7 +12,7 @@ as S3, SNS or EventBridge did, and deletes the message once Lambda has accepted 
 message it cannot re-submit (none of these events, or every object it needs gone) stays in
 the queue, with the reason printed.
 
-    python -m tools.redrive [--name-prefix custom-sm] [--dry-run] [--max-messages N]
+    python -m tools.redrive [--stage prod | --name-prefix custom-sm] [--dry-run] [--max-messages N]
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ import boto3
 from botocore.exceptions import ClientError
 
 from stacks.client_stack import ClientNames
+from stacks.config import STAGES_FILE, ConfigError, staged
 
 ROOT = Path(__file__).resolve().parent.parent
 # Long enough to re-submit one batch before another reader may see its messages again.
@@ -206,21 +207,30 @@ def redrive(
     return report
 
 
-def default_name_prefix() -> str:
-    return json.loads((ROOT / "cdk.json").read_text())["context"]["config"]["name_prefix"]
+def name_prefix_of(stage: str | None) -> str:
+    """The app's `name_prefix` as `cdk deploy` (with `-c stage=STAGE`) names it."""
+    config = json.loads((ROOT / "cdk.json").read_text())["context"]["config"]
+    if stage is not None:
+        config = staged(config, stage, json.loads(STAGES_FILE.read_text()))
+    return config["name_prefix"]
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--name-prefix",
-        default=default_name_prefix(),
-        help="the app's config.name_prefix (default: cdk.json's)",
+        "--stage", help="the deployment's stage (`-c stage=...`), e.g. prod; default: none"
+    )
+    parser.add_argument(
+        "--name-prefix", help="the app's config.name_prefix (default: cdk.json's, or the stage's)"
     )
     parser.add_argument("--dry-run", action="store_true", help="list, re-submit nothing")
     parser.add_argument("--max-messages", type=int, default=1000, help="stop after this many")
     args = parser.parse_args(argv)
-    names = ClientNames.for_prefix(args.name_prefix)
+    try:
+        name_prefix = args.name_prefix or name_prefix_of(args.stage)
+    except ConfigError as error:
+        parser.error(str(error))
+    names = ClientNames.for_prefix(name_prefix)
     sqs, lambda_, s3, sagemaker = (
         boto3.client(service) for service in ("sqs", "lambda", "s3", "sagemaker")
     )

@@ -11,7 +11,14 @@ from constructs_lib.training_job.settings import (
     LONGEST_TRAINING_WAIT_SECONDS,
     WAIT_CONDITION_LIMIT_SECONDS,
 )
-from stacks.config import CONTEXT_KEY, AppConfig, ConfigError, apply_overrides
+from stacks.config import (
+    CONTEXT_KEY,
+    STAGES_FILE,
+    AppConfig,
+    ConfigError,
+    apply_overrides,
+    staged,
+)
 
 from .cdk_synth import ROOT, context_with
 
@@ -253,7 +260,8 @@ BAD_VALUES = [
     ),
     pytest.param(
         {"config.serving.endpoint_name": "my_endpoint"},
-        "config.serving.endpoint_name: got 'my_endpoint'; allowed: 1-63 letters, digits or hyphens",
+        "config.serving.endpoint_name: got 'my_endpoint'; allowed: null "
+        "(`<name_prefix>-model-endpoint`) or 1-63 letters",
         id="endpoint-name",
     ),
     pytest.param(
@@ -437,4 +445,42 @@ BAD_VALUES = [
 def test_bad_value_fails_synth_naming_key_value_and_rule(overrides, message):
     with pytest.raises(ConfigError) as failure:
         build_app(context=context_with(**overrides))
+    assert message in str(failure.value)
+
+
+def staged_config(stage: str, **overrides: object) -> AppConfig:
+    """The config as `cdk synth -c stage=STAGE -c config.a.b=value ...` would see it."""
+    defaults = json.loads((ROOT / "cdk.json").read_text())["context"][CONTEXT_KEY]
+    stages = json.loads(STAGES_FILE.read_text())
+    return AppConfig.parse(apply_overrides(staged(defaults, stage, stages), overrides))
+
+
+def test_a_stage_names_everything_after_itself_and_applies_its_overrides():
+    dev, prod = staged_config("dev"), staged_config("prod")
+    assert (dev.name_prefix, prod.name_prefix) == ("custom-sm-dev", "custom-sm-prod")
+    assert dev.serving.endpoint_name == "custom-sm-dev-model-endpoint"
+    assert (dev.storage.removal_policy, prod.storage.removal_policy) == ("destroy", "retain")
+    assert (dev.log_retention_days, prod.log_retention_days) == (7, 90)
+    assert prod.serving.autoscaling.max_capacity == 4
+    # Merged key by key: what the stage leaves alone is cdk.json's.
+    assert prod.serving.autoscaling.min_capacity == parse().serving.autoscaling.min_capacity
+    # The command line still wins.
+    assert staged_config("prod", **{"config.log_retention_days": 30}).log_retention_days == 30
+    # No stage: the names are cdk.json's, as before stages existed.
+    assert (parse().name_prefix, parse().serving.endpoint_name) == (
+        "custom-sm",
+        "custom-sm-model-endpoint",
+    )
+
+
+@pytest.mark.parametrize(
+    ("stage", "message"),
+    [
+        ("prdo", "stage: got 'prdo'; allowed: a stage of stages.json (dev, prod)"),
+        ("Prod", "stage: got 'Prod'; allowed: 1-10 lowercase letters or digits"),
+    ],
+)
+def test_an_undeclared_or_malformed_stage_fails_synth(stage, message):
+    with pytest.raises(ConfigError) as failure:
+        build_app(context=context_with(stage=stage))
     assert message in str(failure.value)
