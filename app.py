@@ -16,6 +16,7 @@ from cdk_nag import AwsSolutionsChecks
 
 from constructs_lib.log_groups import retention
 from constructs_lib.template_hygiene import drop_implied_dependencies
+from stacks.ci_stack import CiStack
 from stacks.client_stack import ClientNames, ClientStack, Completions, Transforms
 from stacks.config import AppConfig
 from stacks.iam_stack import IamStack
@@ -24,7 +25,8 @@ from stacks.serving_stack import ServingStack
 from stacks.storage_stack import StorageStack
 from stacks.training_stack import TrainingStack
 
-# The deployment units, in deploy order; each stack's id is `<name_prefix>-<name>`.
+# The deployment units, in deploy order; each stack's id is `<name_prefix>-<name>`. The
+# optional `<name_prefix>-ci` stack (`ci.enabled`) stands apart: nothing depends on it.
 STACKS = ("storage", "registry", "iam", "training", "serving", "client")
 
 
@@ -129,6 +131,15 @@ def build_app(context: dict[str, Any] | None = None, outdir: str | None = None) 
         env=env,
     )
     client.add_stack_dependency(serving, "the client calls the endpoint")
+    if config.ci.enabled and config.ci.github_repository:
+        CiStack(
+            app,
+            f"{prefix}-ci",
+            name_prefix=prefix,
+            config=config.ci,
+            repository=config.ci.github_repository,
+            env=env,
+        )
     drop_implied_dependencies(app)
     Validations.of(app).add_plugins(AwsSolutionsChecks(app))
     return app

@@ -251,6 +251,30 @@ class ClientConfig:
     batch_transform: BatchTransformConfig
 
 
+GITHUB_REPOSITORY_PATTERN = re.compile(r"^[A-Za-z0-9-]{1,39}/[A-Za-z0-9._-]{1,100}$")
+BOOTSTRAP_QUALIFIER_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,10}$")
+GIT_BRANCH_PATTERN = re.compile(r"^[A-Za-z0-9._/-]{1,200}$")
+OIDC_PROVIDER_ARN_PATTERN = re.compile(
+    r"^arn:aws[a-z-]*:iam::\d{12}:oidc-provider/token\.actions\.githubusercontent\.com$"
+)
+
+
+@dataclass(frozen=True)
+class CiConfig:
+    """The optional `ci` stack: a role GitHub Actions of one repository may assume to run
+    `cdk diff` (see README "Pull-request review")."""
+
+    enabled: bool
+    # owner/name; required when enabled.
+    github_repository: str | None
+    # None: the stack creates the account's GitHub OIDC provider (one per account).
+    oidc_provider_arn: str | None
+    # `cdk bootstrap --qualifier`: the lookup role the CI role may assume is named after it.
+    bootstrap_qualifier: str
+    # Pushes to this branch may assume the role too (pull requests always may).
+    main_branch: str
+
+
 @dataclass(frozen=True)
 class AppConfig:
     name_prefix: str
@@ -265,6 +289,7 @@ class AppConfig:
     training: TrainingJobSettings
     serving: ServingConfig
     client: ClientConfig
+    ci: CiConfig
 
     @classmethod
     def from_context(cls, node: Any) -> AppConfig:
@@ -316,6 +341,7 @@ class AppConfig:
             client=_parse_client(
                 _Section(root.get("client", {}), root.key("client"), _CLIENT), serving
             ),
+            ci=_parse_ci(_Section(root.get("ci", {}), root.key("ci"), _CI)),
         )
 
 
@@ -402,6 +428,7 @@ _ASYNCHRONOUS = _keys(AsynchronousConfig)
 _AUTOSCALING = _keys(AutoscalingConfig)
 _CLIENT = _keys(ClientConfig)
 _BATCH_TRANSFORM = _keys(BatchTransformConfig)
+_CI = _keys(CiConfig)
 
 
 def _parse_alarm_emails(section: _Section) -> tuple[str, ...]:
@@ -748,3 +775,35 @@ def _parse_reserved_concurrency(section: _Section) -> int | None:
             f"{LAMBDA_DEFAULT_CONCURRENCY_QUOTA:,}; new accounts often have 10 and can reserve "
             "nothing). Check yours with `aws lambda get-account-settings`",
         ) from None
+
+
+def _parse_ci(section: _Section) -> CiConfig:
+    enabled = section.boolean("enabled")
+    repository = section.optional_string(
+        "github_repository",
+        GITHUB_REPOSITORY_PATTERN,
+        "null or 'owner/name' of a GitHub repository",
+    )
+    if enabled and repository is None:
+        raise section.fail(
+            "github_repository",
+            None,
+            "'owner/name' of the GitHub repository whose workflows may assume the role, when "
+            "ci.enabled is true",
+        )
+    return CiConfig(
+        enabled=enabled,
+        github_repository=repository,
+        oidc_provider_arn=section.optional_string(
+            "oidc_provider_arn",
+            OIDC_PROVIDER_ARN_PATTERN,
+            "null (the stack creates the provider) or the ARN of the account's "
+            "token.actions.githubusercontent.com OIDC provider",
+        ),
+        bootstrap_qualifier=section.string(
+            "bootstrap_qualifier",
+            BOOTSTRAP_QUALIFIER_PATTERN,
+            "`cdk bootstrap`'s qualifier, 1-10 letters, digits, '-' or '_' (default hnb659fds)",
+        ),
+        main_branch=section.string("main_branch", GIT_BRANCH_PATTERN, "a branch name, e.g. main"),
+    )
