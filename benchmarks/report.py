@@ -25,6 +25,11 @@ SMALL_TARGET_SCENARIO = "1 record, 8 connections"
 BIG_SCENARIO = "5 MB, 8 connections"
 BIG_JSON_SCENARIO = "5 MB, JSON answers, 8 connections"
 JSON_ENCODE_STAGE = "encode (JSON labels and probabilities)"
+# A batch transform run during which the rest of the machine took less CPU than this had
+# the CPUs to itself.
+QUIET_REST_CPU_SECONDS = 1.0
+# A capped streaming run that used this share of its CPU quota was bound by it.
+QUOTA_BOUND = 0.9
 
 
 @dataclass(frozen=True)
@@ -120,6 +125,11 @@ def ceiling_ratios(results: dict[str, Any]) -> list[float]:
     ours = per_round(results, BIG_SCENARIO, "records_per_s")[OURS]
     ceilings = [ceiling_rate(round_, "5 MB", results) for round_ in results["ceilings"]]
     return [a / b for a, b in zip(ours, ceilings, strict=True)]
+
+
+def server_big_records_per_s(results: dict[str, Any]) -> float:
+    """Our server's records/s on its largest requests: the median over rounds at 5 MB."""
+    return median(per_round(results, BIG_SCENARIO, "records_per_s")[OURS])
 
 
 def ceiling_ratio(results: dict[str, Any]) -> float:
@@ -303,6 +313,163 @@ def _lambda_lines(results: dict[str, Any]) -> list[str]:
         f"(1 worker) in {run['seconds']:.1f} s: **{run['records_per_s']:,.0f} records/s**, "
         f"**peak RSS {run['peak_rss_mb']:.0f} MB** (a handler process that only imports and "
         f"builds its clients peaks at {run['baseline_rss_mb']:.0f} MB).",
+    ]
+
+
+def _batch_lines(results: dict[str, Any]) -> list[str]:
+    """The batch transform run: stages, records/s against our server's, memory, CPU."""
+    if "batch_transform" not in results:
+        return ["Not measured in this run (`--skip-lambda`)."]
+    run = results["batch_transform"]
+    median_ = run["median"]
+    server = run["server_peak_rss_mb"]
+    stand_ins = run["stand_ins_peak_rss_mb"]
+    big = server_big_records_per_s(results)
+    ceiling = median([ceiling_rate(round_, "5 MB", results) for round_ in results["ceilings"]])
+    cpus = results["machine"]["cpus"]
+    window = median_["client_start_s"] + median_["job_s"]
+    return [
+        f"`{run['command']}` ({run['finished_utc']}; medians of {len(run['runs'])} runs): a "
+        f"{run['bytes'] / 2**20:,.0f} MiB CSV file, {run['records']:,} records after the "
+        "bundled header line, in moto's S3 server (uploading it took "
+        f"{run['upload_s']:.1f} s, not counted). The client handler, in a fresh process like "
+        "a cold Lambda, starts the job; `local.batch_transform` plays SageMaker and sends our "
+        f"server, in batch mode with {run['server_workers']} workers as on the default "
+        f"`ml.m5.large`, {median_['mini_batches']:.0f} mini-batches of at most "
+        f"{run['max_payload_mb']} MB, as many at a time as its `/execution-parameters` asks "
+        "(one per worker); `transform_completion.handler`, in a fresh process, streams the "
+        "job's output into `.out`. Every line of every run's `.out` was checked against the "
+        "label the model predicts in process for that record.",
+        "",
+        "| stage | seconds | records/s |",
+        "|---|---:|---:|",
+        f"| client start (a cold process stages the request and starts the job) | "
+        f"{median_['client_start_s']:.1f} | |",
+        f"| job (`CreateTransformJob` to the job's end: read S3, mini-batches, answers "
+        f"written) | {median_['job_s']:.1f} | {median_['job_records_per_s']:,.0f} |",
+        f"| publish (a cold `transform_completion` streams the answers into `.out`) | "
+        f"{median_['publish_s']:.1f} | |",
+        f"| **end to end** (the client's start to `.out` published) | "
+        f"**{median_['end_to_end_s']:.1f}** | **{median_['records_per_s']:,.0f}** |",
+        "",
+        f"Against our server's own rate on its largest requests in the load rounds above "
+        f"({BIG_SCENARIO}, {big:,.0f} records/s): the job reached "
+        f"**{median_['job_records_per_s'] / big:.2f}x**, end to end "
+        f"**{median_['records_per_s'] / big:.2f}x** (against the in-process ceiling of "
+        f"{ceiling:,.0f} records/s: {median_['job_records_per_s'] / ceiling:.2f}x and "
+        f"{median_['records_per_s'] / ceiling:.2f}x). The stages overlap a little: the job "
+        "starts inside the client's stage. Each run's job, with the CPU seconds the rest of "
+        "the machine took meanwhile: "
+        + ", ".join(
+            f"{one['job_s']:.1f} s ({one['job_cpu_seconds']['rest of the machine']:.1f})"
+            for one in run["runs"]
+        )
+        + ".",
+        *_quiet_batch_runs(run, big),
+        "",
+        f"Publishing took {median_['transform_cpu_seconds']:.1f} CPU seconds for "
+        f"{run['records']:,} records: with Lambda's share for 512 MB (512/1769 of a vCPU), "
+        f"about {median_['transform_cpu_seconds'] * 1769 / 512:.0f} s.",
+        "",
+        "| process | peak RSS (`VmHWM`) |",
+        "|---|---:|",
+        f"| client handler (starts the job) | {median_['client_peak_rss_mb']:.0f} MB |",
+        f"| transform handler (publishes `.out`) | {median_['transform_peak_rss_mb']:.0f} MB |",
+        f"| model server master | {server['master']:.0f} MB |",
+        f"| model server workers | {' + '.join(f'{mb:.0f}' for mb in server['workers'])} = "
+        f"{server['workers_sum']:.0f} MB |",
+        *(f"| {name}, a local stand-in | {mb:.0f} MB |" for name, mb in stand_ins.items()),
+        "",
+        "The workers' sum counts the model's pages, shared after the fork, once per worker. "
+        "The stand-ins do not run in AWS: moto holds the object in memory, and the benchmark "
+        "process holds the labels it checks the output against and, playing SageMaker, every "
+        "answer of a job until it writes the job's output.",
+        "",
+        f"CPU seconds from the client's start to the job's end ({window:.1f} s on {cpus} CPUs, "
+        f"{window * cpus:.1f} CPU-seconds; medians):",
+        "",
+        "| process | CPU seconds |",
+        "|---|---:|",
+        *(f"| {name} | {cpu:.1f} |" for name, cpu in median_["job_cpu_seconds"].items()),
+        "",
+        "The rest of the machine is every other process and the kernel's own work (loopback "
+        "copies among them): what competed with the run for the CPUs. In AWS, the job's "
+        "instance runs only the container, and the job also waits minutes for that instance "
+        "to start, which is not played here.",
+    ]
+
+
+def _quiet_batch_runs(run: dict[str, Any], big: float) -> list[str]:
+    """The medians of the runs that had the CPUs to themselves, when only some did."""
+    quiet = [
+        one
+        for one in run["runs"]
+        if one["job_cpu_seconds"]["rest of the machine"] < QUIET_REST_CPU_SECONDS
+    ]
+    if not quiet or len(quiet) == len(run["runs"]):
+        return []
+    job = median([one["job_records_per_s"] for one in quiet])
+    whole = median([one["records_per_s"] for one in quiet])
+    return [
+        "",
+        f"In the {len(quiet)} of {len(run['runs'])} runs during which the rest of the machine "
+        f"took under {QUIET_REST_CPU_SECONDS:g} CPU second, the job took "
+        f"{median([one['job_s'] for one in quiet]):.1f} s, **{job:,.0f} records/s, "
+        f"{job / big:.2f}x** our server's rate, and the whole path "
+        f"{median([one['end_to_end_s'] for one in quiet]):.1f} s, **{whole:,.0f} records/s, "
+        f"{whole / big:.2f}x**.",
+    ]
+
+
+def _streaming_lines(results: dict[str, Any]) -> list[str]:
+    """The client's streaming rate per vCPU, capped at Lambda's CPU shares."""
+    if "streaming" not in results:
+        return ["Not measured in this run (`--skip-lambda`)."]
+    run = results["streaming"]
+    if "skipped" in run:
+        return [f"Not measured: {run['skipped']}."]
+    lines = [
+        f"`{run['command']}`: the client handler, in a fresh process per run like a cold "
+        f"Lambda, streamed a {run['bytes'] / 2**20:,.0f} MiB CSV file ({run['records']:,} "
+        "records) from moto's S3 server through the runtime adapter and our server (1 worker), "
+        "inside a cgroup v1 `cpu` group whose CFS quota capped it at a share of one CPU, as "
+        "Lambda gives a function 1/1769 of a vCPU per MB. The shares alternate within each "
+        "repeat; medians:",
+        "",
+        "| CPU share | runs | MiB/s | **MiB/s per vCPU** | whole invocation (cold start "
+        "included) | MiB/s per vCPU, whole invocation | CPU used / allowed | peak RSS |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for share in run["shares"]:
+        lines.append(
+            f"| {share['cpu_share']:.4f} | {share['runs']} | {share['median_mib_per_s']:.1f} | "
+            f"**{share['median_mib_per_s_per_vcpu']:.1f}** | {share['median_seconds']:.1f} s | "
+            f"{share['median_whole_mib_per_s_per_vcpu']:.1f} | "
+            f"{share['median_cpu_of_allowed']:.2f} | {share['median_peak_rss_mb']:.0f} MB |"
+        )
+    lines += [
+        "",
+        "MiB/s is the file's size over the handler's time for the object; the whole "
+        "invocation adds the imports and clients of a cold start. CPU used / allowed is the "
+        "child's CPU time over its quota for the run: near 1, the quota bound it, as on "
+        "Lambda; well below 1, something else did (our server, moto and the adapter share "
+        "this machine's CPUs with it). `lambda_fn/client_config.py`'s "
+        "`STREAM_BYTES_PER_VCPU_SECOND` takes the per-vCPU rate of a run the quota bound.",
+        "",
+    ]
+    bound = [share for share in run["shares"] if share["median_cpu_of_allowed"] >= QUOTA_BOUND]
+    if not bound:
+        return [*lines, f"No share used {QUOTA_BOUND:.0%} of its quota: none measures the client."]
+    return [
+        *lines,
+        f"Bound by the quota (at least {QUOTA_BOUND:.0%} of it used): "
+        + "; ".join(
+            f"at {share['cpu_share']:.4f} of a vCPU, **{share['median_mib_per_s_per_vcpu']:.1f} "
+            f"MiB/s per vCPU** ({share['median_whole_mib_per_s_per_vcpu']:.1f} with the cold "
+            "start)"
+            for share in bound
+        )
+        + ".",
     ]
 
 
@@ -583,6 +750,14 @@ def markdown(results: dict[str, Any], commentary: str) -> str:
         "## Client Lambda on a 100 MB file",
         "",
         *_lambda_lines(results),
+        "",
+        "## How big a file the client streams",
+        "",
+        *_streaming_lines(results),
+        "",
+        "## Batch transform on a 1 GB file",
+        "",
+        *_batch_lines(results),
         "",
         "## Where the 5 MB request's time goes",
         "",

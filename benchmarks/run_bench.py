@@ -15,7 +15,11 @@
    memory (PSS of the whole process tree) with 1 and 4 workers, the 5 MB
    request's stages with a pyinstrument profile, and the client Lambda on a
    100 MB file (``benchmarks/client_memory.py``).
-5. Writes ``results.json``, ``RESULTS.md`` and ``results.png`` into
+5. Then the client side, unless ``--skip-lambda``: how fast the client streams a 200 MiB
+   file with Lambda's CPU share for 512 MB and with one vCPU (``client_memory.py
+   --cpu-share``, which sets the default batch threshold), and a 1 GB file scored end to
+   end through batch transform (``benchmarks/batch_transform.py``).
+6. Writes ``results.json``, ``RESULTS.md`` and ``results.png`` into
    ``benchmarks/`` (``--out`` to change).
 """
 
@@ -25,7 +29,6 @@ import argparse
 import json
 import os
 import platform
-import re
 import subprocess
 import sys
 import tempfile
@@ -49,11 +52,9 @@ from local.model_server import ModelServer  # noqa: E402
 
 OURS, REFERENCE = "ours", "reference"
 ANSWER_FORMATS = {"JSON": "application/json", "JSON Lines": "application/jsonlines"}
-LAMBDA_RUN = re.compile(
-    r"run \d+: .*?, (?P<records>\d+) records, (?P<requests>\d+) requests: "
-    r"peak RSS (?P<rss>[\d.]+) MB, (?P<seconds>[\d.]+) s"
-)
-LAMBDA_BASELINE = re.compile(r"baseline .*?: (?P<rss>[\d.]+) MB")
+# Lambda gives a function 1/1769 of a vCPU per MB; the client's default memory is 512 MB.
+LAMBDA_CPU_SHARES = ("512/1769", "1")
+STREAM_REPEATS = 3
 # The workers' whole job without HTTP (ceiling.server_work_records_per_s): two threads per
 # CPU keep every CPU busy while the others are between calls.
 NO_HTTP_THREADS = 2 * ceiling.available_cpus()
@@ -239,42 +240,53 @@ def measure_footprint(ml_root: Path, big_file: Path) -> dict[str, Any]:
     return result
 
 
+def run_measurement(module: str, arguments: list[str], timeout: float) -> dict[str, Any]:
+    """``python -m benchmarks.<module> ... --json FILE`` as a child process; what it wrote."""
+    with tempfile.TemporaryDirectory(prefix="bench-child-") as scratch:
+        written = Path(scratch) / "result.json"
+        completed = subprocess.run(
+            [sys.executable, "-m", f"benchmarks.{module}", *arguments, "--json", str(written)],
+            capture_output=True,
+            text=True,
+            cwd=REPO,
+            timeout=timeout,
+        )
+        if completed.returncode != 0 or not written.is_file():
+            raise RuntimeError(
+                f"benchmarks.{module} failed:\n{completed.stdout}\n{completed.stderr[-3000:]}"
+            )
+        print(completed.stdout.strip(), flush=True)
+        return json.loads(written.read_text())
+
+
 def measure_lambda(megabytes: int) -> dict[str, float]:
     """The client Lambda scoring a ``megabytes`` MiB CSV file through the local stack."""
-    completed = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "benchmarks.client_memory",
-            "--megabytes",
-            str(megabytes),
-            "--format",
-            "csv",
-            "--repeat",
-            "1",
-        ],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        timeout=900,
+    measured = run_measurement(
+        "client_memory", ["--megabytes", str(megabytes), "--format", "csv", "--repeat", "1"], 900
     )
-    run = LAMBDA_RUN.search(completed.stdout)
-    baseline = LAMBDA_BASELINE.search(completed.stdout)
-    if completed.returncode != 0 or run is None or baseline is None:
-        raise RuntimeError(
-            f"benchmarks.client_memory failed or changed its output:\n"
-            f"{completed.stdout}\n{completed.stderr[-3000:]}"
-        )
-    seconds = float(run["seconds"])
+    [run] = measured["runs"]
     return {
         "megabytes": megabytes,
-        "records": int(run["records"]),
-        "requests": int(run["requests"]),
-        "seconds": seconds,
-        "records_per_s": int(run["records"]) / seconds,
-        "peak_rss_mb": float(run["rss"]),
-        "baseline_rss_mb": float(baseline["rss"]),
+        "records": run["records"],
+        "requests": run["requests"],
+        "seconds": run["seconds"],
+        "records_per_s": run["records"] / run["seconds"],
+        "peak_rss_mb": run["peak_rss_mb"],
+        "baseline_rss_mb": measured["baseline_rss_mb"],
     }
+
+
+def measure_streaming(megabytes: int) -> dict[str, Any]:
+    """The client streaming a CSV file capped at Lambda's CPU share for 512 MB and at one
+    vCPU: the rate the default batch threshold rests on."""
+    shares = [argument for share in LAMBDA_CPU_SHARES for argument in ("--cpu-share", share)]
+    file = ["--megabytes", str(megabytes), "--format", "csv", "--repeat", str(STREAM_REPEATS)]
+    return run_measurement("client_memory", [*file, *shares], 1800)
+
+
+def measure_batch_transform(megabytes: int) -> dict[str, Any]:
+    """A ``megabytes`` MiB CSV file scored end to end through batch transform."""
+    return run_measurement("batch_transform", ["--megabytes", str(megabytes)], 3600)
 
 
 def profile_live(server: ModelServer, body_file: Path, workdir: Path) -> dict[str, float]:
@@ -303,7 +315,13 @@ def main() -> None:
     parser.add_argument("--big-seconds", type=int, default=8, help="per 5 MB run")
     parser.add_argument("--workers", type=int, default=ceiling.available_cpus())
     parser.add_argument("--lambda-megabytes", type=int, default=100)
-    parser.add_argument("--skip-lambda", action="store_true")
+    parser.add_argument("--stream-megabytes", type=int, default=200)
+    parser.add_argument("--batch-megabytes", type=int, default=1024)
+    parser.add_argument(
+        "--skip-lambda",
+        action="store_true",
+        help="skip the client's measurements (100 MB file, streaming rate, batch transform)",
+    )
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks")
     args = parser.parse_args()
     require_tools()
@@ -358,6 +376,10 @@ def main() -> None:
     if not args.skip_lambda:
         print(f"client Lambda on a {args.lambda_megabytes} MiB file", flush=True)
         results["lambda"] = measure_lambda(args.lambda_megabytes)
+        print(f"client streaming rate on a {args.stream_megabytes} MiB file", flush=True)
+        results["streaming"] = measure_streaming(args.stream_megabytes)
+        print(f"batch transform on a {args.batch_megabytes} MiB file", flush=True)
+        results["batch_transform"] = measure_batch_transform(args.batch_megabytes)
     results["load_average_end"] = os.getloadavg()
     results["busy_processes_end"] = busy_processes()
     results["wall_seconds"] = time.time() - started

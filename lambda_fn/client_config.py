@@ -40,9 +40,10 @@ def transform_job_names(job_prefix: str) -> str:
 
 
 TRANSFORM_INSTANCE_TYPE_VARIABLE = "TRANSFORM_INSTANCE_TYPE"
-# The client streams about this much per second per vCPU (`benchmarks/RESULTS.md`, "How big a
-# file the client streams"); Lambda gives a function one vCPU at 1,769 MB, a share below.
-STREAM_BYTES_PER_VCPU_SECOND = 55 * MIB
+# The client streams this much per second per vCPU, cold start included, measured under
+# Lambda's CPU share for 512 MB (`benchmarks/RESULTS.md`, "How big a file the client
+# streams"); Lambda gives a function one vCPU at 1,769 MB, a share below.
+STREAM_BYTES_PER_VCPU_SECOND = 66 * MIB
 LAMBDA_MB_PER_VCPU = 1769
 # A file goes to batch transform when streaming it would take more than this share of the
 # function's timeout: the endpoint, S3 and a cold start may each be slower than measured.

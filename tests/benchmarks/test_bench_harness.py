@@ -138,7 +138,8 @@ def test_cpu_shares_read_as_lambda_states_them_and_a_missing_cgroup_is_said(
 
 def test_the_client_sections_compare_with_the_same_runs_server() -> None:
     """The batch run against our 5 MB rate (160,000 records/s here) and the in-process
-    ceiling (200,000); the streaming rate per vCPU of each share; a skip said as such."""
+    ceiling (200,000), also in the runs nothing else competed with; the streaming rate per
+    vCPU of each share; a skip said as such."""
     results = _results(3500.0, 8.0, 1.2)
     results["machine"] = {"cpus": 2}
     stages = {"client_start_s": 1.0, "job_s": 10.0, "publish_s": 2.0, "end_to_end_s": 13.0}
@@ -150,7 +151,22 @@ def test_the_client_sections_compare_with_the_same_runs_server() -> None:
         "upload_s": 9.0,
         "server_workers": 2,
         "max_payload_mb": 6,
-        "runs": [{}],
+        "runs": [
+            {
+                **stages,
+                "job_records_per_s": 80_000.0,
+                "records_per_s": 60_000.0,
+                "job_cpu_seconds": {"rest of the machine": 5.0},
+            },
+            {
+                **stages,
+                "job_s": 5.0,
+                "end_to_end_s": 8.0,
+                "job_records_per_s": 160_000.0,
+                "records_per_s": 100_000.0,
+                "job_cpu_seconds": {"rest of the machine": 0.2},
+            },
+        ],
         "median": {
             **stages,
             "records_per_s": 800_000 / 13,
@@ -158,6 +174,7 @@ def test_the_client_sections_compare_with_the_same_runs_server() -> None:
             "mini_batches": 171,
             "client_peak_rss_mb": 68.0,
             "transform_peak_rss_mb": 94.0,
+            "transform_cpu_seconds": 2.0,
             "job_cpu_seconds": {"model server": 9.0, "rest of the machine": 1.0},
         },
         "server_peak_rss_mb": {"master": 167.0, "workers": [147.0, 147.0], "workers_sum": 294.0},
@@ -183,8 +200,17 @@ def test_the_client_sections_compare_with_the_same_runs_server() -> None:
     assert "the job reached **0.50x**" in batch
     assert "(against the in-process ceiling of 200,000 records/s: 0.40x" in batch
     assert "| **end to end** (the client's start to `.out` published) | **13.0** |" in batch
-    assert "| 0.2894 | 3 | 20.0 | **69.1** | 10.0 s | 60.0 | 0.99 | 100 MB |" in "\n".join(
-        report._streaming_lines(results)
+    assert "the rest of the machine took meanwhile: 10.0 s (5.0), 5.0 s (0.2)." in batch
+    assert (
+        "In the 1 of 2 runs during which the rest of the machine took under 1 CPU second, the "
+        "job took 5.0 s, **160,000 records/s, 1.00x** our server's rate, and the whole path "
+        "8.0 s, **100,000 records/s, 0.62x**." in batch
+    )
+    assert "(512/1769 of a vCPU), about 7 s." in batch
+    streaming = "\n".join(report._streaming_lines(results))
+    assert "| 0.2894 | 3 | 20.0 | **69.1** | 10.0 s | 60.0 | 0.99 | 100 MB |" in streaming
+    assert streaming.endswith(
+        "at 0.2894 of a vCPU, **69.1 MiB/s per vCPU** (60.0 with the cold start)."
     )
     results["streaming"] = {"skipped": "no writable cgroup v1 cpu controller at /x"}
     assert report._streaming_lines(results) == [

@@ -110,11 +110,11 @@ def test_the_request_size_follows_the_serving_mode_unless_set():
 
 
 def test_the_batch_threshold_follows_what_the_client_streams_in_half_its_timeout():
-    """55 MiB/s per vCPU; Lambda gives 1,769 MB one vCPU, and more memory no more speed."""
+    """66 MiB/s per vCPU; Lambda gives 1,769 MB one vCPU, and more memory no more speed."""
     mib = 1024 * 1024
-    assert parse().client.batch_transform.threshold_bytes == int(55 * mib * 512 / 1769 * 150)
+    assert parse().client.batch_transform.threshold_bytes == int(66 * mib * 512 / 1769 * 150)
     short = parse(**{"config.client.timeout_seconds": 60, "config.client.memory_mb": 3538})
-    assert short.client.batch_transform.threshold_bytes == int(55 * mib * 30)
+    assert short.client.batch_transform.threshold_bytes == int(66 * mib * 30)
     # Asynchronous: what one asynchronous request takes.
     asynchronous = parse(**{"config.serving.mode": "async"})
     assert asynchronous.client.batch_transform.threshold_bytes == 100 * mib
@@ -416,7 +416,7 @@ BAD_VALUES = [
     pytest.param(
         {"config.client.batch_transform.threshold_bytes": 10 * 1024**3},
         "config.client.batch_transform.threshold_bytes: got 10737418240; allowed: from 1048576 "
-        "(1 MiB) to 2503778984: at most what the client streams in half its timeout",
+        "(1 MiB) to 3004534781: at most what the client streams in half its timeout",
         id="batch-threshold-above-what-streams",
     ),
     pytest.param(

@@ -932,8 +932,8 @@ def test_a_job_ending_fires_the_transform_handler_with_the_clients_retries_and_q
         and r["Properties"].get("FunctionName") == "custom-sm-client"
     )
     variables = client["Environment"]["Variables"]
-    # 55 MiB/s per vCPU x 512/1769 vCPU x 300 s x 1/2.
-    assert variables["BATCH_THRESHOLD_BYTES"] == str(int(55 * 2**20 * 512 / 1769 * 300 * 0.5))
+    # 66 MiB/s per vCPU x 512/1769 vCPU x 300 s x 1/2.
+    assert variables["BATCH_THRESHOLD_BYTES"] == str(int(66 * 2**20 * 512 / 1769 * 300 * 0.5))
     assert "/batch-transform/" in flat(variables["TRANSFORM_STAGING"])
     assert (variables["TRANSFORM_INSTANCE_TYPE"], variables["TRANSFORM_MAX_PAYLOAD_MB"]) == (
         "ml.m5.large",
