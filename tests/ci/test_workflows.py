@@ -86,7 +86,7 @@ def test_only_the_diff_job_asks_for_an_oidc_token_and_only_for_this_repositorys_
     assert "github.event_name == 'pull_request'" in condition
     assert "github.event.pull_request.head.repo.full_name == github.repository" in condition
     commands = run_commands(diff)
-    assert "npx cdk diff --all --no-change-set" in commands
+    assert "npx cdk diff --no-change-set" in commands
     assert "-m tools.diff_comment render diff.txt" in commands
     assert "-m tools.diff_comment post" in commands
     credentials = next(s for s in diff["steps"] if "configure-aws-credentials" in s.get("uses", ""))
