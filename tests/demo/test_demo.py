@@ -166,7 +166,8 @@ def test_ctrl_c_stops_every_process_the_demo_started(runs: Runs) -> None:
     run = runs.interrupted
     assert run.returncode == 130, run.output
     assert "every process it started was stopped" in run.output
-    assert len(runs.interrupted_urls) == 3
+    # The model server, S3, batch transform and its model server, the runtime adapter.
+    assert len(runs.interrupted_urls) == 5
     assert not [url for url in runs.interrupted_urls if is_listening(url)]
 
 
