@@ -85,6 +85,7 @@ def test_only_the_diff_job_asks_for_an_oidc_token_and_only_for_this_repositorys_
     condition = " ".join(diff["if"].split())
     assert "github.event_name == 'pull_request'" in condition
     assert "github.event.pull_request.head.repo.full_name == github.repository" in condition
+    assert "vars.CDK_DIFF_ROLE_ARN != ''" in condition, "an unwired repository skips the diff"
     commands = run_commands(diff)
     assert "npx cdk diff --no-change-set" in commands
     assert "-m tools.diff_comment render diff.txt" in commands
