@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 from model_kit.model_io import Model
 
+from benchmarks.client_memory import generate_file
 from local.runtime_adapter import RuntimeAdapter
 from local.s3_event import object_created_record
 from local.s3_faults import S3Faults
@@ -82,6 +83,30 @@ class LocalStack:
 
     def open_uploads(self) -> list[dict[str, Any]]:
         return self.s3.list_multipart_uploads(Bucket=self.output_bucket).get("Uploads", [])
+
+    def put_long_file(self, folder: Path, megabytes: int) -> tuple[dict[str, Any], int]:
+        """``long.jsonl``, generated and uploaded with `.out` set to upload in 5 MiB parts:
+        the S3 event record and the number of records."""
+        self.env["OUTPUT_PART_BYTES"] = str(5 * 1024 * 1024)
+        self.apply_env()
+        data_file = folder / "long.jsonl"
+        records = len(generate_file(data_file, megabytes, "jsonl"))
+        self.s3.upload_file(str(data_file), self.input_bucket, "long.jsonl")
+        head = self.s3.head_object(Bucket=self.input_bucket, Key="long.jsonl")
+        size = data_file.stat().st_size
+        return self.record("long.jsonl", size, head["VersionId"], head["ETag"]), records
+
+    def assert_no_result_but_an_open_upload(self) -> None:
+        """What a handler killed mid-upload leaves: nothing a reader could take for a result,
+        and the multipart upload the bucket's lifecycle aborts after 7 days."""
+        assert self.output_keys() == [], "a killed handler leaves no result a reader could take"
+        assert len(self.open_uploads()) == 1
+
+    def assert_one_complete_result(self, key: str, records: int) -> None:
+        assert self.output_keys() == [f"{key}.out"]
+        body, metadata = self.read(f"{key}.out")
+        assert metadata["record-count"] == str(records)
+        assert len(body.splitlines()) == records
 
 
 def kill_mid_upload(stack: LocalStack, faults: S3Faults, call: str, event: dict[str, Any]) -> None:

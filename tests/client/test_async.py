@@ -20,7 +20,6 @@ import async_completion
 import boto3
 import pytest
 
-from benchmarks.client_memory import generate_file
 from local.async_inference import AsyncInference, Notification
 from local.model_server import start_model_server
 from local.moto_server import MotoServer
@@ -267,24 +266,14 @@ def test_a_completion_handler_killed_mid_publication_leaves_no_result_and_the_re
 ) -> None:
     """Lambda kills the handler at its timeout while `.out` uploads in parts: nothing a
     reader could take for a result is left, and SNS's retry publishes the one `.out`."""
-    use(stack, large_results, OUTPUT_PART_BYTES=str(5 * 1024 * 1024))
-    data_file = tmp_path / "long.jsonl"
-    records = len(generate_file(data_file, 25, "jsonl"))
-    stack.s3.upload_file(str(data_file), stack.input_bucket, "long.jsonl")
-    head = stack.s3.head_object(Bucket=stack.input_bucket, Key="long.jsonl")
-    stack.invoke(
-        stack.record("long.jsonl", data_file.stat().st_size, head["VersionId"], head["ETag"])
-    )
+    use(stack, large_results)
+    record, records = stack.put_long_file(tmp_path, 25)
+    stack.invoke(record)
     (notification,) = large_results.queue.drain()
     assert notification.topic == "success"
     kill_mid_upload(stack, faults, "async_completion.handler", notification.sns_event())
-
-    assert stack.output_keys() == [], "a killed handler leaves no result a reader could take"
-    assert len(stack.open_uploads()) == 1
+    stack.assert_no_result_but_an_open_upload()
 
     (line,) = async_completion.handler(notification.sns_event())
     assert (line["outcome"], line["records"]) == ("predictions", records)
-    assert stack.output_keys() == ["long.jsonl.out"]
-    body, metadata = stack.read("long.jsonl.out")
-    assert metadata["record-count"] == str(records)
-    assert len(body.splitlines()) == records
+    stack.assert_one_complete_result("long.jsonl", records)

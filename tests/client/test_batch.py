@@ -20,7 +20,6 @@ import pytest
 import transform_completion
 from model_kit.model_io import Model
 
-from benchmarks.client_memory import generate_file
 from local.batch_transform import BatchTransform, JobEvent
 from local.runtime_adapter import RuntimeAdapter
 from local.s3_faults import S3Faults
@@ -303,24 +302,12 @@ def test_a_transform_handler_killed_mid_publication_leaves_no_result_and_the_ret
 ) -> None:
     """Lambda kills the handler at its timeout while `.out` uploads in parts: nothing a
     reader could take for a result is left, and EventBridge's retry publishes the one `.out`."""
-    stack.env["OUTPUT_PART_BYTES"] = str(5 * 1024 * 1024)
-    stack.apply_env()
-    data_file = tmp_path / "long.jsonl"
-    records = len(generate_file(data_file, 25, "jsonl"))
-    stack.s3.upload_file(str(data_file), stack.input_bucket, "long.jsonl")
-    head = stack.s3.head_object(Bucket=stack.input_bucket, Key="long.jsonl")
-    stack.invoke(
-        stack.record("long.jsonl", data_file.stat().st_size, head["VersionId"], head["ETag"])
-    )
+    record, records = stack.put_long_file(tmp_path, 25)
+    stack.invoke(record)
     (event,) = transforms.service.drain()
     kill_mid_upload(stack, faults, "transform_completion.handler", event.event)
-
-    assert stack.output_keys() == [], "a killed handler leaves no result a reader could take"
-    assert len(stack.open_uploads()) == 1
+    stack.assert_no_result_but_an_open_upload()
 
     line = transform_completion.handler(event.event)
     assert (line["outcome"], line["records"]) == ("predictions", records)
-    assert stack.output_keys() == ["long.jsonl.out"]
-    body, metadata = stack.read("long.jsonl.out")
-    assert metadata["record-count"] == str(records)
-    assert len(body.splitlines()) == records
+    stack.assert_one_complete_result("long.jsonl", records)

@@ -13,7 +13,6 @@ import lambda_function
 import pytest
 from model_kit.model_io import Model
 
-from benchmarks.client_memory import generate_file
 from local.s3_faults import S3Faults
 
 from .local_stack import (
@@ -71,21 +70,10 @@ def test_a_handler_killed_mid_file_leaves_no_result_and_the_retry_writes_exactly
     """Lambda kills a function at its timeout without a word: the multipart upload it had
     started stays invisible (the bucket's lifecycle aborts it after 7 days), and the retry
     writes the one `.out`."""
-    stack.env["OUTPUT_PART_BYTES"] = str(5 * 1024 * 1024)
-    stack.apply_env()
-    data_file = tmp_path / "long.jsonl"
-    records = len(generate_file(data_file, 30, "jsonl"))
-    stack.s3.upload_file(str(data_file), stack.input_bucket, "long.jsonl")
-    head = stack.s3.head_object(Bucket=stack.input_bucket, Key="long.jsonl")
-    record = stack.record("long.jsonl", data_file.stat().st_size, head["VersionId"], head["ETag"])
+    record, records = stack.put_long_file(tmp_path, 30)
     kill_mid_upload(stack, faults, "lambda_function.lambda_handler", {"Records": [record]})
-
-    assert stack.output_keys() == [], "a killed handler leaves no result a reader could take"
-    assert len(stack.open_uploads()) == 1
+    stack.assert_no_result_but_an_open_upload()
 
     [line] = stack.invoke(record)["objects"]
     assert line["outcome"] == "predictions" and line["records"] == records
-    assert stack.output_keys() == ["long.jsonl.out"]
-    body, metadata = stack.read("long.jsonl.out")
-    assert metadata["record-count"] == str(records)
-    assert len(body.splitlines()) == records
+    stack.assert_one_complete_result("long.jsonl", records)
