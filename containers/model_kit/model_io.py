@@ -9,6 +9,7 @@ stores its model as data that loading parses, never as code it runs (no pickle).
 from __future__ import annotations
 
 import json
+import logging
 import platform
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,10 +18,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from model_kit import families
-from model_kit.families.base import ModelLoadError
+from model_kit.families.base import CompiledUnavailable, CompilingFamily, ModelLoadError
 
 if TYPE_CHECKING:
     from model_kit.families.base import Fitted, ModelFamily, Predictor
+
+log = logging.getLogger(__name__)
 
 __all__ = ["Label", "Model", "ModelLoadError", "library_versions", "load_model", "save_model"]
 
@@ -49,6 +52,8 @@ class Model:
     feature_names: tuple[str, ...]
     classes: tuple[Label, ...]
     metadata: dict[str, Any]
+    # What predicts: "compiled" (the family's compiled trees) or "library" (its library).
+    predictor_kind: str = "library"
 
     @property
     def n_features(self) -> int:
@@ -86,11 +91,12 @@ def save_model(
     (model_dir / METADATA_FILE).write_text(json.dumps(metadata, indent=2, sort_keys=True) + "\n")
 
 
-def load_model(model_dir: Path, family: str | None = None) -> Model:
+def load_model(model_dir: Path, family: str | None = None, *, compiled: bool = False) -> Model:
     """Load a model directory written by :func:`save_model`, or say what is wrong.
 
     ``family``: the one family this process serves (an image's); None takes the family
-    the metadata names.
+    the metadata names. ``compiled``: predict with the family's compiled model when there is
+    one for this model and machine (the server's choice; off, the library's own objects).
     """
     metadata_file = model_dir / METADATA_FILE
     if not metadata_file.is_file():
@@ -119,10 +125,27 @@ def load_model(model_dir: Path, family: str | None = None) -> Model:
         raise ModelLoadError(f"{metadata_file}: {exc}") from exc
     feature_names = tuple(metadata["feature_names"])
     classes = tuple(metadata["classes"])
+    shape = (len(feature_names), len(classes))
+    predictor = _compiled_predictor(own, model_dir, *shape) if compiled else None
     return Model(
-        predictor=own.load(model_dir, len(feature_names), len(classes)),
+        predictor=predictor or own.load(model_dir, *shape),
         family=trained_by,
         feature_names=feature_names,
         classes=classes,
         metadata=metadata,
+        predictor_kind="library" if predictor is None else "compiled",
     )
+
+
+def _compiled_predictor(
+    family: ModelFamily, model_dir: Path, n_features: int, n_classes: int
+) -> Predictor | None:
+    """The family's compiled model, or None after logging why the library must predict."""
+    if not isinstance(family, CompilingFamily):
+        log.info("the %s family has no compiled predictor; its library predicts", family.name)
+        return None
+    try:
+        return family.load_compiled(model_dir, n_features, n_classes)
+    except CompiledUnavailable as exc:
+        log.warning("compiled predictor not used, %s predicts: %s", family.name, exc)
+        return None

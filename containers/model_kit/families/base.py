@@ -8,6 +8,10 @@ hyperparameter rules can be read where the library is not installed (the CDK app
 Early stopping and checkpoints are the kit's, behind ``on_iteration``: a family reports each
 iteration's losses and a way to serialize its model (``snapshot``), and continues from such
 bytes when it is given a ``Resume``. A family that gives no snapshot is never checkpointed.
+
+A family may also save a compiled form of its model, faster to predict with
+(``CompilingFamily``); the server then asks for it first and, when it cannot be used on this
+machine, is told why (``CompiledUnavailable``) and loads the model with ``load``.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     import numpy as np
@@ -27,6 +31,10 @@ if TYPE_CHECKING:
 
 class ModelLoadError(Exception):
     """The model directory is missing, incomplete or of another format or family."""
+
+
+class CompiledUnavailable(Exception):
+    """Why a model's compiled predictor cannot serve on this machine; the library serves."""
 
 
 class Predictor(Protocol):
@@ -113,6 +121,22 @@ class ModelFamily(Protocol):
 
     def load(self, model_dir: Path, n_features: int, n_classes: int) -> Predictor:
         """The model ``save`` wrote into ``model_dir``; ModelLoadError if it is not one."""
+        ...
+
+
+@runtime_checkable
+class CompilingFamily(ModelFamily, Protocol):
+    """A family whose training also compiles its model to native code, which serves faster.
+
+    The server asks for it (``load_compiled``) and falls back to ``load`` when it cannot.
+    """
+
+    def load_compiled(self, model_dir: Path, n_features: int, n_classes: int) -> Predictor:
+        """The model's compiled form, answering as ``load``'s would; never compiles.
+
+        CompiledUnavailable (with the reason) when there is none, or none for this model
+        and machine.
+        """
         ...
 
 

@@ -10,11 +10,12 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from model_kit.families import compiled
 from model_kit.families.base import (
     FitFacts,
     OnIteration,
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
     import lightgbm
     import numpy as np
 
+    from model_kit.families.compiled import CompiledPredictor
     from model_kit.training.hyperparameters import Hyperparameters
     from model_kit.training.prepare import PreparedData
 
@@ -103,14 +105,34 @@ class BoosterPredictor:
 @dataclass(frozen=True)
 class FittedBooster(BoosterPredictor):
     facts: FitFacts
+    # What ``save`` compiled (its record), or why it could not: for ``summary``.
+    compiled: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def save(self, model_dir: Path) -> None:
+        """``model.txt``, then its compiled form beside it (``compiled.py``): a model that
+        fails to compile is still a model, served by LightGBM, so that never fails training."""
         self.booster.save_model(
             str(model_dir / MODEL_FILE), num_iteration=self.booster.best_iteration or None
         )
+        outputs = 1 if self.n_classes == 2 else self.n_classes
+        try:
+            record = compiled.compile_model(
+                model_dir, MODEL_FILE, self.booster.num_feature(), outputs
+            )
+        except Exception as exc:
+            log.warning("model not compiled, LightGBM will serve it: %s", exc)
+            self.compiled.update(compiled=False, reason=f"{type(exc).__name__}: {exc}")
+        else:
+            log.info(
+                "model compiled for %s CPUs (%s) into %s",
+                record["target"]["cpu"],
+                record["target"]["triple"],
+                record["object_file"],
+            )
+            self.compiled.update(compiled=True, record=compiled.RECORD_FILE)
 
     def summary(self) -> dict[str, Any]:
-        return self.facts.summary()
+        return {**self.facts.summary(), "compiled_predictor": dict(self.compiled)}
 
 
 class LightGBMTrees:
@@ -201,6 +223,9 @@ class LightGBMTrees:
         booster = lightgbm.Booster(model_file=str(model_file))
         check_feature_count(model_file, booster.num_feature(), n_features)
         return BoosterPredictor(booster, n_classes)
+
+    def load_compiled(self, model_dir: Path, n_features: int, n_classes: int) -> CompiledPredictor:
+        return compiled.load_compiled(model_dir, MODEL_FILE, n_features, n_classes)
 
 
 FAMILY = LightGBMTrees()

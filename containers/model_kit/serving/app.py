@@ -44,6 +44,9 @@ IDLE_RELEASE_S = 1.0
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
+# On every response: which code predicts, "compiled" (the model's compiled trees) or
+# "library" (the model library's own), so a client or a test can see what served it.
+PREDICTOR_HEADER = b"x-model-predictor"
 
 
 @dataclass(frozen=True)
@@ -53,10 +56,11 @@ class Response:
     body: bytes
     allow: str | None = None
 
-    def start_message(self) -> dict[str, Any]:
+    def start_message(self, predictor: bytes) -> dict[str, Any]:
         headers = [
             (b"content-type", self.content_type.encode()),
             (b"content-length", str(len(self.body)).encode()),
+            (PREDICTOR_HEADER, predictor),
         ]
         if self.allow:
             headers.append((b"allow", self.allow.encode()))
@@ -81,6 +85,7 @@ class InferenceApp:
         self.batch = config.batch
         self.predict_threads = config.predict_threads
         self.threads = threads
+        self._predictor = model.predictor_kind.encode()
         self._pool: ThreadPoolExecutor | None = None
         self._large_in_flight = 0
         self._release: asyncio.TimerHandle | None = None
@@ -121,7 +126,7 @@ class InferenceApp:
                 JSON,
                 b'{"error": "internal server error; the container log has the traceback"}',
             )
-        await send(response.start_message())
+        await send(response.start_message(self._predictor))
         await send({"type": "http.response.body", "body": response.body})
 
     async def _respond(self, scope: Scope, receive: Receive) -> Response:

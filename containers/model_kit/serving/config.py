@@ -63,6 +63,9 @@ TIMEOUT = IntSetting("SAGEMAKER_MODEL_SERVER_TIMEOUT", 1, 3600, " of seconds")
 PORT = IntSetting("SAGEMAKER_BIND_TO_PORT", 1, 65535)
 MAX_PAYLOAD_MB = IntSetting("SAGEMAKER_MAX_PAYLOAD_IN_MB", 1, BATCH_MAX_PAYLOAD_MB, " of MB")
 MAX_CONCURRENT_TRANSFORMS = IntSetting("SAGEMAKER_MAX_CONCURRENT_TRANSFORMS", 1, 1024)
+# Predict with the model's compiled trees when they match it and this machine (true, the
+# default), or always with the model's library (false): a way back without retraining.
+COMPILED_PREDICTOR = "MODEL_COMPILED_PREDICTOR"
 # A real-time endpoint's container must answer an invocation within 60 s.
 REALTIME_TIMEOUT_SECONDS = 60
 
@@ -96,6 +99,7 @@ class ServerConfig:
     max_payload_mb: int
     batch_strategy: str
     max_concurrent_transforms: int
+    compiled_predictor: bool = True
 
     @property
     def max_payload_bytes(self) -> int:
@@ -131,4 +135,5 @@ class ServerConfig:
                 env, "SAGEMAKER_BATCH_STRATEGY", "MULTI_RECORD", BATCH_STRATEGIES
             ),
             max_concurrent_transforms=MAX_CONCURRENT_TRANSFORMS.read(env, workers),
+            compiled_predictor=_bool_var(env, COMPILED_PREDICTOR, True),
         )

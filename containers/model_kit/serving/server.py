@@ -23,7 +23,12 @@ import sys
 from typing import Any, NoReturn
 
 from model_kit.serving import memory
-from model_kit.serving.config import GRACEFUL_TIMEOUT_S, ConfigError, ServerConfig
+from model_kit.serving.config import (
+    COMPILED_PREDICTOR,
+    GRACEFUL_TIMEOUT_S,
+    ConfigError,
+    ServerConfig,
+)
 
 log = logging.getLogger("model_kit.serving")
 
@@ -144,9 +149,19 @@ def main() -> None:
     model_dir = MLPaths.from_env().model_dir
     try:
         # An image serves the one family it was built for; unset (a dev run), any.
-        model = load_model(model_dir, family=os.environ.get(families.VARIABLE) or None)
+        model = load_model(
+            model_dir,
+            family=os.environ.get(families.VARIABLE) or None,
+            compiled=config.compiled_predictor,
+        )
     except Exception as exc:
         _fail(f"cannot load the model from {model_dir}: {exc}", 1)
+    # Which code answers, in the log and in every response's X-Model-Predictor header.
+    log.info(
+        "predictor: %s%s",
+        model.predictor_kind,
+        "" if config.compiled_predictor else f" ({COMPILED_PREDICTOR}=false)",
+    )
     log.info(
         "model loaded from %s: %d features, classes %s; %d worker(s), each an event loop and "
         "%d threads for large requests, on port %d; payload limit %d MB",
