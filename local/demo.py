@@ -40,6 +40,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -325,6 +326,17 @@ def score_large_file(
     return summary
 
 
+def served_by(url: str) -> str:
+    """Which code predicts in the server at ``url``: its compiled trees, or the model library
+    (the server says why in its log), as every response's X-Model-Predictor header says."""
+    with urllib.request.urlopen(f"{url}/ping", timeout=10) as response:
+        kind = response.headers.get("X-Model-Predictor", "not reported")
+    return {
+        "compiled": "compiled (the model's trees as native code)",
+        "library": "library (the model library's own predict)",
+    }.get(kind, kind)
+
+
 def count_records(csv_file: Path) -> int:
     """Data lines of a CSV with a header row."""
     with csv_file.open() as handle:
@@ -396,8 +408,10 @@ def run(workdir: Path, progress: Progress, context: list[str], big_file_mb: int)
                     log_dir=workdir,
                 )
             )
+            predictor = served_by(model_server.url)
             say(
-                f"model server: {model_server.url} ({workers} workers; log {model_server.log_path})"
+                f"model server: {model_server.url} ({workers} workers; log "
+                f"{model_server.log_path}); predictor: {predictor}"
             )
             s3_server = services.enter_context(start_moto_server())
             say(f"S3 (moto): {s3_server.url}")
@@ -547,6 +561,7 @@ def run(workdir: Path, progress: Progress, context: list[str], big_file_mb: int)
         "latency_s": latency,
         "spot_resume": spot.describe() if spot else None,
         "large_file": large,
+        "predictor": predictor,
         "artefacts": {
             "templates": cdk_out,
             "model": training_root / "model",
@@ -563,6 +578,7 @@ def print_summary(result: dict[str, Any]) -> None:
     print(f"  records scored      : {result['records']}")
     print(f"  output key          : {result['output']}")
     print(f"  end-to-end latency  : {result['latency_s']:.2f} s (upload to predictions)")
+    print(f"  predictor           : {result['predictor']}")
     if result["spot_resume"]:
         print(f"  spot resume         : {result['spot_resume']}")
     if result["large_file"]:

@@ -214,6 +214,9 @@ class ServingConfig:
     initial_instance_count: int
     model_server_workers: int
     model_server_timeout_seconds: int
+    # Predict with the model's compiled trees when they match it and the instance (the
+    # server's MODEL_COMPILED_PREDICTOR); false: always with the model's library.
+    compiled_predictor: bool
     data_capture: bool
     data_capture_sampling_percentage: int
     autoscaling: AutoscalingConfig
@@ -640,6 +643,7 @@ def _parse_serving(section: _Section, name_prefix: str) -> ServingConfig:
             if mode == "async"
             else server_settings.REALTIME_TIMEOUT_SECONDS,
         ),
+        compiled_predictor=section.boolean("compiled_predictor"),
         data_capture=data_capture,
         data_capture_sampling_percentage=section.integer(
             "data_capture_sampling_percentage", 1, 100

@@ -11,7 +11,7 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_sagemaker as sagemaker
 from constructs import Construct
-from model_kit.serving.config import MAX_PAYLOAD_MB, TIMEOUT, WORKERS
+from model_kit.serving.config import COMPILED_PREDICTOR, MAX_PAYLOAD_MB, TIMEOUT, WORKERS
 
 from constructs_lib.alarm_topic import AlarmTopic, notify
 from constructs_lib.async_topics import AsyncTopics
@@ -74,6 +74,7 @@ class ServingStack(Stack):
         asynchronous = config.mode == "async"
         environment = {
             WORKERS.variable: str(config.model_server_workers),
+            COMPILED_PREDICTOR: str(config.compiled_predictor).lower(),
             TIMEOUT.variable: str(config.model_server_timeout_seconds),
             MODEL_INPUTS_VARIABLE: model_inputs_digest,
         }

@@ -484,3 +484,9 @@ def test_an_undeclared_or_malformed_stage_fails_synth(stage, message):
     with pytest.raises(ConfigError) as failure:
         build_app(context=context_with(stage=stage))
     assert message in str(failure.value)
+
+
+def test_the_compiled_predictor_is_on_unless_switched_off():
+    assert parse().serving.compiled_predictor is True
+    off = parse(**{"config.serving.compiled_predictor": "false"})
+    assert off.serving.compiled_predictor is False

@@ -139,6 +139,13 @@ def test_demo_trains_with_the_synthesized_training_job(runs: Runs) -> None:
         assert f"metric {definition['Name']}: " in run.output
 
 
+def test_demo_reports_which_predictor_served(runs: Runs) -> None:
+    """LightGBM models are compiled at training and served compiled; XGBoost's library
+    serves its models."""
+    assert re.search(r"predictor\s+: compiled \(", runs.complete.output)
+    assert re.search(r"predictor\s+: library \(", runs.others["xgboost"].output)
+
+
 def test_demo_runs_another_model_family_by_one_override(runs: Runs) -> None:
     """The images' family from the synth reaches training and serving; same output contract."""
     run = runs.others["xgboost"]
