@@ -6,7 +6,8 @@
    synthesized training job (channels, hyperparameters), no network; the model and the
    metrics its definitions read; then a bad input, which must fail with a failure file;
 4. `serve` in the inference image with the serving stack's container environment and the
-   model unpacked read-only: `/ping`, the sample file's predictions equal to the host's, and
+   model unpacked read-only: `/ping`, the compiled trees the training image wrote served
+   (`X-Model-Predictor`), the sample file's predictions equal to the host's, and
    SIGTERM ending it cleanly within SageMaker's 30 s;
 5. a copy of the training Dockerfile with a COPY removed must fail to build, with a message
    that names the image and the step.
@@ -214,6 +215,15 @@ def check_serving(
             f"after {time.monotonic() - started:.1f} s" if ready else _tail(engine.logs(name)),
         )
         if ready:
+            with urllib.request.urlopen(f"{url}/ping", timeout=10) as response:
+                predictor = response.headers.get("X-Model-Predictor")
+            compiled = (serving_model / "compiled.json").is_file()
+            run.check(
+                "it serves the compiled trees the training image wrote, if it wrote them",
+                predictor == ("compiled" if compiled else "library"),
+                f"X-Model-Predictor: {predictor}; compiled.json "
+                f"{'written' if compiled else 'not written'} by the training image",
+            )
             labels = _predict(f"{url}/invocations", "text/csv").decode().split()
             expected, probabilities = host_predictions(model_dir)
             run.check(
