@@ -166,7 +166,12 @@ def test_demo_summarises_every_stack(runs: Runs) -> None:
 
 def test_demo_model_archive_is_what_sagemaker_uploads(runs: Runs) -> None:
     with tarfile.open(runs.complete.workdir / "model.tar.gz") as tar:
-        assert sorted(tar.getnames()) == ["metadata.json", "model.txt"]
+        assert sorted(tar.getnames()) == [
+            "compiled.json",
+            "metadata.json",
+            "model.compiled.o",
+            "model.txt",
+        ]
 
 
 def test_ctrl_c_stops_every_process_the_demo_started(runs: Runs) -> None:
