@@ -55,7 +55,7 @@ class Outcome:
 
 
 class ObjectProcessor:
-    """Scores objects with one configuration and one pair of clients (one per cold start)."""
+    """Scores objects with one configuration and its AWS clients (one set per cold start)."""
 
     def __init__(self, config: ClientConfig, s3: Any, runtime: Any, sagemaker: Any = None) -> None:
         """``sagemaker`` (the control plane) starts batch transform jobs, when configured."""
