@@ -1,8 +1,10 @@
-"""Cold start and resident memory of a server's whole process tree."""
+"""Cold start and resident memory of a server's whole process tree; the compiled trees'
+size on disk."""
 
 from __future__ import annotations
 
 import collections
+import importlib.util
 import re
 import statistics
 import subprocess
@@ -45,6 +47,41 @@ def cold_start_s(start: Callable[[], ModelServer], repeats: int) -> float:
         timings.append(time.perf_counter() - started)
         server.stop()
     return statistics.median(timings)
+
+
+def cold_starts_s(starts: dict[str, Callable[[], ModelServer]], repeats: int) -> dict[str, float]:
+    """``cold_start_s`` of each server, their starts taken in turn, ``repeats`` each."""
+    timings: dict[str, list[float]] = {name: [] for name in starts}
+    for _ in range(repeats):
+        for name, start in starts.items():
+            timings[name].append(cold_start_s(start, repeats=1))
+    return {name: statistics.median(values) for name, values in timings.items()}
+
+
+def installed_mib(package: str) -> float:
+    """Disk used by an installed package's folder, as ``du -sm`` counts it (whole MiB)."""
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError(f"{package} is not installed as a package folder")
+    folder = next(iter(spec.submodule_search_locations))
+    return float(
+        subprocess.run(
+            ["du", "-sm", folder], capture_output=True, text=True, check=True
+        ).stdout.split()[0]
+    )
+
+
+def compiled_size(model_dir: Path) -> dict[str, float]:
+    """What predicting with compiled trees adds to an image and to a model: llvmlite and
+    lleaves installed, and the object file training writes beside ``model.txt``."""
+    from model_kit.families.compiled import OBJECT_FILE, RECORD_FILE
+
+    return {
+        "llvmlite_mib": installed_mib("llvmlite"),
+        "lleaves_mib": installed_mib("lleaves"),
+        "object_kib": (model_dir / OBJECT_FILE).stat().st_size / 1024,
+        "record_kib": (model_dir / RECORD_FILE).stat().st_size / 1024,
+    }
 
 
 def memory_mib(server: ModelServer, body_file: Path, workers: int) -> dict[str, float]:

@@ -5,9 +5,11 @@
 ``benchmarks/commentary.md``, when present, is copied in after the targets:
 notes a person wrote about experiments outside the run.
 
-Ratios are taken round by round (ours and the reference ran back to back in
-the same round) and the median of those ratios is reported, so slow drifts in
-the machine's load cancel out.
+Ratios are taken round by round (the servers ran back to back in the same
+round) and the median of those ratios is reported, so slow drifts in the
+machine's load cancel out. "ours" is the server as it ships, predicting with its
+compiled trees; "ours (LightGBM)" is the same server with
+``MODEL_COMPILED_PREDICTOR=false``, the server before them.
 """
 
 from __future__ import annotations
@@ -20,8 +22,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-OURS, REFERENCE = "ours", "reference"
+OURS, OURS_LIBRARY, REFERENCE = "ours", "ours (LightGBM)", "reference"
+SERVERS = (REFERENCE, OURS_LIBRARY, OURS)
+LABELS = {REFERENCE: "reference", OURS_LIBRARY: "ours (LightGBM)", OURS: "ours (compiled trees)"}
+# Each of our servers' in-process ceilings: (predict with 1 thread, the whole job with no HTTP).
+CEILING_KEYS = {
+    OURS: ("compiled 1 thread", "compiled no HTTP"),
+    OURS_LIBRARY: ("1 thread", "no HTTP"),
+}
 SMALL_TARGET_SCENARIO = "1 record, 8 connections"
+MID_SCENARIO = "500 records, 8 connections"
 BIG_SCENARIO = "5 MB, 8 connections"
 BIG_JSON_SCENARIO = "5 MB, JSON answers, 8 connections"
 JSON_ENCODE_STAGE = "encode (JSON labels and probabilities)"
@@ -50,10 +60,12 @@ def per_round(results: dict[str, Any], scenario: str, key: str) -> dict[str, lis
     return {name: [run[key] for run in runs] for name, runs in results["runs"][scenario].items()}
 
 
-def round_ratios(results: dict[str, Any], scenario: str, key: str) -> list[float]:
-    """Ours / reference for ``key``, one per round."""
+def round_ratios(
+    results: dict[str, Any], scenario: str, key: str, base: str = REFERENCE
+) -> list[float]:
+    """Ours / ``base`` for ``key``, one per round."""
     values = per_round(results, scenario, key)
-    return [a / b for a, b in zip(values[OURS], values[REFERENCE], strict=True)]
+    return [a / b for a, b in zip(values[OURS], values[base], strict=True)]
 
 
 def own_round_ratios(
@@ -65,7 +77,7 @@ def own_round_ratios(
 
 
 def compared(results: dict[str, Any]) -> list[dict[str, Any]]:
-    """The scenarios both servers ran (the reference answers CSV only)."""
+    """The scenarios every server ran (the reference answers CSV only)."""
     return [s for s in results["scenarios"] if REFERENCE in results["runs"][s["name"]]]
 
 
@@ -79,9 +91,9 @@ def answer_formats(results: dict[str, Any]) -> dict[str, list[str]]:
     return found
 
 
-def ratio(results: dict[str, Any], scenario: str, key: str) -> float:
-    """Median over rounds of ours / reference for ``key``."""
-    return median(round_ratios(results, scenario, key))
+def ratio(results: dict[str, Any], scenario: str, key: str, base: str = REFERENCE) -> float:
+    """Median over rounds of ours / ``base`` for ``key``."""
+    return median(round_ratios(results, scenario, key, base))
 
 
 def spread(values: list[float], digits: int, passes: Callable[[float], bool]) -> str:
@@ -98,33 +110,46 @@ def workers(results: dict[str, Any]) -> int:
     return int(results["arguments"]["workers"])
 
 
-def ceiling_rate(round_: dict[str, dict[str, float]], batch: str, results: dict[str, Any]) -> float:
-    """What the workers would reach if predicting were all they did: 1-thread rate x workers.
+def ceiling_rate(
+    round_: dict[str, dict[str, float]], batch: str, results: dict[str, Any], server: str = OURS
+) -> float:
+    """What ``server``'s workers would reach if predicting were all they did: its
+    predictor's 1-thread rate x workers.
 
     Not the OpenMP all-CPU rate: on a busy machine one process's OpenMP team
     thrashes (it measured below the 1-thread rate), while each server worker
     predicts with one thread, exactly like this.
     """
-    return round_[batch]["1 thread"] * workers(results)
+    return round_[batch][CEILING_KEYS[server][0]] * workers(results)
 
 
-def no_http_ratio(results: dict[str, Any]) -> float | None:
+def median_ceiling(results: dict[str, Any], batch: str, server: str = OURS) -> float:
+    return median([ceiling_rate(round_, batch, results, server) for round_ in results["ceilings"]])
+
+
+def no_http_ratio(results: dict[str, Any], server: str = OURS) -> float | None:
     """Median over rounds of the no-HTTP 5 MB rate / that round's ceiling (None: not measured)."""
-    if not all("no HTTP" in round_["5 MB"] for round_ in results["ceilings"]):
+    key = CEILING_KEYS[server][1]
+    if not all(key in round_["5 MB"] for round_ in results["ceilings"]):
         return None
     return median(
         [
-            round_["5 MB"]["no HTTP"] / ceiling_rate(round_, "5 MB", results)
+            round_["5 MB"][key] / ceiling_rate(round_, "5 MB", results, server)
             for round_ in results["ceilings"]
         ]
     )
 
 
-def ceiling_ratios(results: dict[str, Any]) -> list[float]:
-    """Our 5 MB records/s / that round's ceiling, one per round."""
-    ours = per_round(results, BIG_SCENARIO, "records_per_s")[OURS]
-    ceilings = [ceiling_rate(round_, "5 MB", results) for round_ in results["ceilings"]]
-    return [a / b for a, b in zip(ours, ceilings, strict=True)]
+def ceiling_ratios(
+    results: dict[str, Any], server: str = OURS, of: str | None = None
+) -> list[float]:
+    """``server``'s 5 MB records/s / that round's ceiling of ``of``'s predictor (default: its
+    own), one per round."""
+    records = per_round(results, BIG_SCENARIO, "records_per_s")[server]
+    ceilings = [
+        ceiling_rate(round_, "5 MB", results, of or server) for round_ in results["ceilings"]
+    ]
+    return [a / b for a, b in zip(records, ceilings, strict=True)]
 
 
 def server_big_records_per_s(results: dict[str, Any]) -> float:
@@ -132,9 +157,9 @@ def server_big_records_per_s(results: dict[str, Any]) -> float:
     return median(per_round(results, BIG_SCENARIO, "records_per_s")[OURS])
 
 
-def ceiling_ratio(results: dict[str, Any]) -> float:
-    """Median over rounds of our 5 MB records/s / that round's ceiling."""
-    return median(ceiling_ratios(results))
+def ceiling_ratio(results: dict[str, Any], server: str = OURS, of: str | None = None) -> float:
+    """Median over rounds of ``server``'s 5 MB records/s / that round's ceiling."""
+    return median(ceiling_ratios(results, server, of))
 
 
 def memory_ratio(results: dict[str, Any], server: str, state: str) -> float:
@@ -154,6 +179,46 @@ def _ratio_target(
     return Target(name, wanted, spread(values, digits, passes), passes(median(values)))
 
 
+# The compiled trees' targets: ours over ours (LightGBM) in the same round, no tolerance (as
+# the other targets): (name, scenario, key, bound, digits, at most).
+COMPILED_TARGETS = (
+    ("compiled vs LightGBM server, 5 MB: records/s", BIG_SCENARIO, "records_per_s", 2.5, 2, False),
+    (
+        "compiled vs LightGBM server, 500 records: records/s",
+        MID_SCENARIO,
+        "records_per_s",
+        2.0,
+        2,
+        False,
+    ),
+    (
+        "compiled vs LightGBM server, 1 record, 8 connections: requests/s",
+        SMALL_TARGET_SCENARIO,
+        "requests_per_s",
+        1.0,
+        2,
+        False,
+    ),
+    (
+        "compiled vs LightGBM server, 1 record, 8 connections: p99",
+        SMALL_TARGET_SCENARIO,
+        "p99_ms",
+        1.0,
+        3,
+        True,
+    ),
+)
+
+
+def compiled_targets(results: dict[str, Any]) -> list[Target]:
+    return [
+        _ratio_target(
+            name, round_ratios(results, scenario, key, OURS_LIBRARY), bound, digits, at_most
+        )
+        for name, scenario, key, bound, digits, at_most in COMPILED_TARGETS
+    ]
+
+
 def targets(results: dict[str, Any]) -> list[Target]:
     rps = round_ratios(results, SMALL_TARGET_SCENARIO, "requests_per_s")
     p99 = round_ratios(results, SMALL_TARGET_SCENARIO, "p99_ms")
@@ -169,7 +234,12 @@ def targets(results: dict[str, Any]) -> list[Target]:
         _ratio_target("1 record, 8 connections: requests/s vs reference", rps, 3, 2),
         _ratio_target("1 record, 8 connections: p99 vs reference", p99, 0.25, 3, at_most=True),
         _ratio_target("5 MB: records/s vs reference", big, 1.5, 2),
-        _ratio_target("5 MB: records/s vs in-process predict (1 thread x workers)", share, 0.75, 2),
+        _ratio_target(
+            "5 MB: records/s vs in-process predict (compiled trees, 1 thread x workers)",
+            share,
+            0.75,
+            2,
+        ),
         Target(
             "5 MB: encoding the JSON answer vs predicting it (1 thread, in process)",
             "≤ 0.2x",
@@ -186,6 +256,7 @@ def targets(results: dict[str, Any]) -> list[Target]:
             max(memory_busy, memory_idle) <= 1.5,
         ),
     ]
+    found += compiled_targets(results)
     if "lambda" in results:
         peak = results["lambda"]["peak_rss_mb"]
         found.append(
@@ -225,6 +296,37 @@ def _load_table(results: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _compiled_table(results: dict[str, Any]) -> list[str]:
+    """Ours beside ours (LightGBM), scenario by scenario: what the compiled trees changed."""
+    lines = [
+        "| scenario | LightGBM req/s | compiled req/s | ratio* | LightGBM records/s | "
+        "compiled records/s | LightGBM p50 / p90 / p99 ms | compiled p50 / p90 / p99 ms | "
+        "p99 ratio* |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for scenario in results["scenarios"]:
+        name = scenario["name"]
+        if OURS_LIBRARY not in results["runs"][name]:
+            continue
+        rps = per_round(results, name, "requests_per_s")
+        records = per_round(results, name, "records_per_s")
+        latency = {
+            server: " / ".join(
+                f"{_latency(results, name, server, key):.1f}"
+                for key in ("p50_ms", "p90_ms", "p99_ms")
+            )
+            for server in (OURS_LIBRARY, OURS)
+        }
+        lines.append(
+            f"| {name} | {median(rps[OURS_LIBRARY]):,.0f} | {median(rps[OURS]):,.0f} | "
+            f"{ratio(results, name, 'requests_per_s', OURS_LIBRARY):.2f}x | "
+            f"{median(records[OURS_LIBRARY]):,.0f} | {median(records[OURS]):,.0f} | "
+            f"{latency[OURS_LIBRARY]} | {latency[OURS]} | "
+            f"{ratio(results, name, 'p99_ms', OURS_LIBRARY):.3f}x |"
+        )
+    return lines
+
+
 def _answers_table(results: dict[str, Any]) -> list[str]:
     lines = [
         "| scenario | ours req/s | ours records/s | vs CSV answers* | p50 / p90 / p99 ms |",
@@ -249,55 +351,101 @@ def _ceiling_table(results: dict[str, Any]) -> list[str]:
     count = workers(results)
     cpus = results["machine"]["cpus"]
     lines = [
-        f"| batch | predict, 1 thread | x {count} workers (the ceiling) | "
-        f"one predict call with {cpus} OpenMP threads |",
-        "|---|---:|---:|---:|",
+        f"| batch | LightGBM predict, 1 thread | x {count} workers (LightGBM's ceiling) | "
+        f"one LightGBM predict call with {cpus} OpenMP threads | compiled trees, 1 thread | "
+        f"x {count} workers (the compiled ceiling) | compiled / LightGBM* |",
+        "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for batch in results["payloads"]:
-        one = median([round_[batch]["1 thread"] for round_ in results["ceilings"]])
-        every = median([round_[batch]["all CPUs"] for round_ in results["ceilings"]])
-        lines.append(f"| {batch} | {one:,.0f} | {one * count:,.0f} | {every:,.0f} |")
+        rounds = results["ceilings"]
+        one = median([round_[batch]["1 thread"] for round_ in rounds])
+        every = median([round_[batch]["all CPUs"] for round_ in rounds])
+        compiled = median([round_[batch]["compiled 1 thread"] for round_ in rounds])
+        speedup = median([r[batch]["compiled 1 thread"] / r[batch]["1 thread"] for r in rounds])
+        lines.append(
+            f"| {batch} | {one:,.0f} | {one * count:,.0f} | {every:,.0f} | {compiled:,.0f} | "
+            f"{compiled * count:,.0f} | {speedup:.2f}x |"
+        )
     lines += [
         "",
-        "Records/s, measured in this process between the load runs of every round. The "
-        "ceiling is the 1-thread rate times the worker count: what the servers' workers, "
-        "one OpenMP thread each, would reach if predicting were all they did.",
+        "Records/s, measured in this process between the load runs of every round. A "
+        "ceiling is a predictor's 1-thread rate times the worker count: what a server's "
+        "workers, one thread each, would reach if predicting were all they did. \\* the "
+        "median of the per-round ratios.",
+        "",
+        "At 5 MB, ours reached "
+        f"**{ceiling_ratio(results):.2f}x** the compiled ceiling "
+        f"({ceiling_ratio(results, OURS, OURS_LIBRARY):.2f}x LightGBM's); ours (LightGBM) "
+        f"reached **{ceiling_ratio(results, OURS_LIBRARY):.2f}x** LightGBM's ceiling.",
     ]
-    if no_http_ratio(results) is not None:
-        no_http = median([round_["5 MB"]["no HTTP"] for round_ in results["ceilings"]])
+    for server, predictor, whose in (
+        (OURS_LIBRARY, "LightGBM", "LightGBM's"),
+        (OURS, "the compiled trees", "the compiled trees'"),
+    ):
+        share = no_http_ratio(results, server)
+        if share is None:
+            continue
+        key = CEILING_KEYS[server][1]
+        no_http = median([round_["5 MB"][key] for round_ in results["ceilings"]])
         lines += [
             "",
-            "A worker's whole job on the 5 MB body without any HTTP (our CSV parser, predict, "
-            f"CSV encoding), on {results['no_http_threads']} threads of this process: "
-            f"{no_http:,.0f} records/s, **{no_http_ratio(results):.2f}x the ceiling**, a bound "
-            "no server passes on this machine. It can come near 1.0x although it also parses "
-            "and encodes: its threads keep both CPUs busier than two 1-thread predict loops "
-            "do (one predict call with every CPU also beats the ceiling, in the table).",
+            f"A worker's whole job on the 5 MB body without any HTTP (our CSV parser, "
+            f"{predictor}, CSV encoding), on {results['no_http_threads']} threads of this "
+            f"process: {no_http:,.0f} records/s, **{share:.2f}x {whose} ceiling**, a "
+            "bound no such server passes on this machine.",
         ]
+    lines += [
+        "",
+        "The whole job can come near 1.0x although it also parses and encodes: its threads "
+        "keep both CPUs busier than two 1-thread predict loops do (one predict call with "
+        "every CPU also beats the ceiling, in the table).",
+    ]
     return lines
 
 
 def _footprint_lines(results: dict[str, Any]) -> list[str]:
     footprint = results["footprint"]
     memory = footprint["memory_mib"]
+    cold = footprint["cold_start_s"]
     lines = [
-        "| | reference | ours |",
-        "|---|---:|---:|",
+        "| | reference | ours (LightGBM) | ours (compiled trees) |",
+        "|---|---:|---:|---:|",
         "| cold start: process start → first `/ping` 200 (median) | "
-        f"{footprint['cold_start_s'][REFERENCE]:.2f} s | {footprint['cold_start_s'][OURS]:.2f} s |",
+        + " | ".join(f"{cold[server]:.2f} s" for server in SERVERS)
+        + " |",
     ]
     for workers in ("1", "4"):
         for state, label in (("idle", "idle after start"), ("after_5mb", "after 5 MB requests")):
             lines.append(
                 f"| memory (PSS, whole process tree), {workers} worker(s), {label} | "
-                f"{memory[REFERENCE][workers][state]:.0f} MiB | {memory[OURS][workers][state]:.0f} "
-                "MiB |"
+                + " | ".join(f"{memory[server][workers][state]:.0f} MiB" for server in SERVERS)
+                + " |"
             )
     for state, label in (("after_5mb", "after 5 MB requests"), ("idle", "idle")):
         lines.append(
-            f"| 4 workers / 1 worker, {label} | {memory_ratio(results, REFERENCE, state):.2f}x | "
-            f"{memory_ratio(results, OURS, state):.2f}x |"
+            f"| 4 workers / 1 worker, {label} | "
+            + " | ".join(f"{memory_ratio(results, server, state):.2f}x" for server in SERVERS)
+            + " |"
         )
+    size = footprint["compiled_size"]
+    lines += [
+        "",
+        f"Ours' cold starts alternated with ours (LightGBM)'s, 5 each (the reference's: 3): "
+        f"with the compiled trees the server starts in **{cold[OURS]:.2f} s against "
+        f"{cold[OURS_LIBRARY]:.2f} s** ({cold[OURS] - cold[OURS_LIBRARY]:+.2f} s, "
+        f"{cold[OURS] / cold[OURS_LIBRARY]:.2f}x). Its master imports llvmlite and maps the "
+        "object instead of importing LightGBM (and the scipy it pulls in) and parsing "
+        "`model.txt`: the compiled server never loads LightGBM, which is also why its "
+        "memory is lower.",
+        "",
+        "What they add on disk (static, not an image build; measured in this run): "
+        f"**llvmlite {size['llvmlite_mib']:.0f} MiB** and lleaves {size['lleaves_mib']:.0f} "
+        "MiB installed in each LightGBM image (`du -sm` of each package's folder in "
+        "`.venv/lib/python3.11/site-packages/`, the versions `containers/requirements-"
+        "lightgbm.txt` pins); and in the model folder the object training writes, "
+        f"`model.compiled.o`, **{size['object_kib']:.0f} KiB**, with its record "
+        f"`compiled.json` ({size['record_kib']:.1f} KiB), for this model.",
+    ]
     return lines
 
 
@@ -479,8 +627,10 @@ def _profile_lines(results: dict[str, Any]) -> list[str]:
     predict = stages["predict (1 thread)"]
     records = results["payloads"]["5 MB"]["records"]
     lines = [
-        f"One 5 MB request ({records:,} records) through our ASGI app in process, one OpenMP "
-        "thread, as each worker runs it (median of 5):",
+        f"One 5 MB request ({records:,} records) through our ASGI app in process, one "
+        "predict thread, as each worker runs it (median of 5). The app predicts with the "
+        "compiled trees, as ours does; the LightGBM rows are the same predict and the same "
+        "whole call with LightGBM, as ours (LightGBM) does:",
         "",
         "| stage | ms | share of the whole call (CSV answer) |",
         "|---|---:|---:|",
@@ -490,9 +640,12 @@ def _profile_lines(results: dict[str, Any]) -> list[str]:
         "",
         f"So a worker can at best serve {records / whole * 1e3:,.0f} records/s against "
         f"{records / predict * 1e3:,.0f} for `predict` alone "
-        f"({predict / whole:.0%} of the request is the model itself).",
+        f"({predict / whole:.0%} of the request is the model itself); with LightGBM, "
+        f"{records / stages['whole app call, LightGBM'] * 1e3:,.0f} against "
+        f"{records / stages['predict (1 thread, LightGBM)'] * 1e3:,.0f}.",
         "",
-        f"Live, py-spy sampled our {results['arguments']['workers']} workers at 100 Hz for 5 s "
+        f"Live, py-spy sampled ours' (compiled trees) {results['arguments']['workers']} "
+        "workers at 100 Hz for 5 s "
         "while wrk sent them 5 MB requests on 8 connections (share of the samples in which a "
         "worker thread was busy):",
         "",
@@ -564,12 +717,12 @@ def _bounds(results: dict[str, Any], found: list[Target]) -> list[str]:
         )
         lines.append(
             f"- **5 MB vs the ceiling.** Ours reached {ceiling_ratio(results):.2f}x. {bound}"
-            f"Under load our workers spent {live['predict (LightGBM)']:.0%} of their busy "
-            f"time in LightGBM's predict, {live['parse (parse_csv)']:.0%} parsing CSV and "
+            f"Under load our workers spent {live['predict']:.0%} of their busy "
+            f"time in the compiled trees' predict, {live['parse (parse_csv)']:.0%} parsing CSV and "
             f"{live['read the request body']:.0%} reading the 4.8 MB body (py-spy table "
             "below; gunicorn's own HTTP handling is the rest). In process, parsing takes "
             f"{stages['parse (decoders.parse_csv)']:.1f} ms against "
-            f"{stages['predict (1 thread)']:.0f} ms of predict per request. The "
+            f"{stages['predict (1 thread)']:.1f} ms of predict per request. The "
             f"{results['machine']['cpus']} CPUs also run wrk, which writes 4.8 MB per "
             "request, and the kernel's loopback copies of it; the ceiling is measured with "
             "both CPUs to itself."
@@ -582,9 +735,12 @@ def _bounds(results: dict[str, Any], found: list[Target]) -> list[str]:
             f"{stages['whole app call']:.1f} ms with a CSV answer; encoding alone takes "
             f"{stages[JSON_ENCODE_STAGE]:.1f} ms (JSON) against "
             f"{stages['encode (CSV labels)']:.1f} ms (CSV) and "
-            f"{stages['predict (1 thread)']:.1f} ms of predict. A JSON answer also carries "
-            "every probability, many times the bytes of a CSV one, for wrk to read on the "
-            "same CPUs."
+            f"{stages['predict (1 thread)']:.1f} ms of predict. Against LightGBM's predict "
+            f"({stages['predict (1 thread, LightGBM)']:.1f} ms) the same JSON encoding is "
+            f"{stages[JSON_ENCODE_STAGE] / stages['predict (1 thread, LightGBM)']:.3f}x: the "
+            "compiled trees shrank the predict it is weighed against, not the encoding. A "
+            "JSON answer also carries every probability, many times the bytes of a CSV one, "
+            "for wrk to read on the same CPUs."
         )
     if any(name.startswith("memory") for name in missed):
         memory = results["footprint"]["memory_mib"][OURS]
@@ -600,21 +756,23 @@ def _bounds(results: dict[str, Any], found: list[Target]) -> list[str]:
     if any(name.startswith("cold start") for name in missed):
         lines.append(
             f"- **Cold start.** {results['footprint']['cold_start_s'][OURS]:.2f} s, measured "
-            "by polling `/ping` every 50 ms from process start (Python start, numpy and "
-            "LightGBM imports, model load, fork, one warm-up prediction per worker), while "
+            "by polling `/ping` every 50 ms from process start (Python start, numpy, "
+            "LightGBM and llvmlite imports, model and compiled trees load, fork, one warm-up "
+            "prediction per worker), while "
             "the rest of the machine was busy as described below."
         )
     if "5 MB: records/s vs reference" in missed:
-        ceiling = median([ceiling_rate(round_, "5 MB", results) for round_ in results["ceilings"]])
+        ceiling = median_ceiling(results, "5 MB", OURS_LIBRARY)
         records = per_round(results, BIG_SCENARIO, "records_per_s")
         reference_share = median(records[REFERENCE]) / ceiling
         lines.append(
-            f"- **5 MB vs the reference.** Both servers run the same predict on every record. "
-            f"The reference reached {reference_share:.2f}x of the ceiling "
+            f"- **5 MB vs the reference.** The reference predicts with LightGBM: it reached "
+            f"{reference_share:.2f}x of LightGBM's ceiling "
             f"({median(records[REFERENCE]):,.0f} of {ceiling:,.0f} records/s), so 1.5x the "
-            f"reference means {1.5 * reference_share:.2f}x of the ceiling; ours reached "
-            f"{median(records[OURS]) / ceiling:.2f}x; the bound for both is in the point "
-            "above: predict itself, on CPUs shared with the load generator."
+            f"reference means {1.5 * reference_share:.2f}x of that ceiling; ours reached "
+            f"{median(records[OURS]) / ceiling:.2f}x of it (ours (LightGBM): "
+            f"{median(records[OURS_LIBRARY]) / ceiling:.2f}x); what bounds ours is in the "
+            "points on the ceiling and on the compiled trees."
         )
     if "1 record, 8 connections: requests/s vs reference" in missed:
         rounds = ", ".join(
@@ -632,7 +790,112 @@ def _bounds(results: dict[str, Any], found: list[Target]) -> list[str]:
         )
     if any(name.startswith("client Lambda") for name in missed):
         lines.append("- **Client Lambda.** See the Lambda section below.")
+    lines += _compiled_bounds(results, found, missed)
     return lines or ["Every target was met in every round of this run."]
+
+
+def predict_bound(results: dict[str, Any], scenario: str) -> dict[str, float]:
+    """The best ours / ours (LightGBM) ratio if only predict got faster (Amdahl).
+
+    A LightGBM worker spends ``workers / requests_per_s`` seconds per request; of those,
+    predict takes ``records / LightGBM's 1-thread rate`` and the compiled trees take
+    ``records / their rate`` (this run's medians); the rest (HTTP, parsing, encoding, the
+    CPUs wrk takes) is left as it was. Milliseconds per request and per worker.
+    """
+    batch = next(s["payload"] for s in results["scenarios"] if s["name"] == scenario)
+    records = results["payloads"][batch]["records"]
+    rounds = results["ceilings"]
+    request = (
+        1e3
+        * workers(results)
+        / median(per_round(results, scenario, "requests_per_s")[OURS_LIBRARY])
+    )
+    library = 1e3 * records / median([round_[batch]["1 thread"] for round_ in rounds])
+    compiled = 1e3 * records / median([round_[batch]["compiled 1 thread"] for round_ in rounds])
+    rest = max(request - library, 0.0)
+    return {
+        "request_ms": request,
+        "library_ms": library,
+        "compiled_ms": compiled,
+        "rest_ms": rest,
+        "bound": request / (rest + compiled),
+    }
+
+
+def _compiled_bounds(results: dict[str, Any], found: list[Target], missed: set[str]) -> list[str]:
+    """For each compiled-trees target missed: by how much, the predict-only bound, and for
+    5 MB where the compiled server's time goes (its profiles)."""
+    lines = []
+    by_name = {target.name: target for target in found}
+    for name, scenario, key, bound, _, at_most in COMPILED_TARGETS:
+        if name not in missed:
+            continue
+        values = round_ratios(results, scenario, key, OURS_LIBRARY)
+        short = median(values) / bound - 1 if at_most else 1 - median(values) / bound
+        how = (
+            f"missed by {short:.0%} on the median" if not by_name[name].met else "met on the median"
+        )
+        shares = predict_bound(results, scenario)
+        text = (
+            f"- **{name}**: {by_name[name].measured}, {how} (wanted {by_name[name].wanted}). "
+            f"A LightGBM worker took {shares['request_ms']:.2f} ms per request, of which "
+            f"predict (in process, 1 thread) is {shares['library_ms']:.2f} ms; the compiled "
+            f"trees take {shares['compiled_ms']:.2f} ms. "
+        )
+        if shares["rest_ms"] > 0:
+            text += (
+                f"Were everything else ({shares['rest_ms']:.2f} ms: HTTP, parsing, encoding, "
+                f"the CPUs wrk shares) unchanged, the faster predict alone would make ours "
+                f"**{shares['bound']:.2f}x** ours (LightGBM): that unchanged rest, not "
+                "predict, is what bounds the ratio."
+            )
+        else:
+            text += (
+                "Predict alone measured longer in process than a whole request in the "
+                "server (the two were not timed at the same moment on the shared CPUs), so "
+                "this run cannot split the request's time this way."
+            )
+        if scenario == BIG_SCENARIO:
+            text += " " + _big_profile_sentence(results)
+        elif scenario == SMALL_TARGET_SCENARIO:
+            text += (
+                " Predict is a sliver of a 1-record request, so the rounds' spread comes from "
+                "the run's noise and from how wrk's connections were split among the workers "
+                "(listed below the tables), not from the predictor."
+            )
+        lines.append(text)
+    return lines
+
+
+def _big_profile_sentence(results: dict[str, Any]) -> str:
+    """Where the compiled server's 5 MB request goes, from the in-process and live profiles."""
+    stages = results["profile"]["stages_ms"]
+    live = results["profile"]["py_spy"]
+    whole, whole_library = stages["whole app call"], stages["whole app call, LightGBM"]
+    no_http = [
+        round_["5 MB"]["compiled no HTTP"] / round_["5 MB"]["no HTTP"]
+        for round_ in results["ceilings"]
+        if "compiled no HTTP" in round_["5 MB"]
+    ]
+    without_http = (
+        f" A worker's whole job with no HTTP (the ceiling section) ran {median(no_http):.2f}x "
+        "as fast compiled as with LightGBM, another bound on the server."
+        if no_http
+        else ""
+    )
+    return (
+        f"In process, one 5 MB request through the app takes {whole:.1f} ms compiled against "
+        f"{whole_library:.1f} ms with LightGBM (**{whole_library / whole:.2f}x**): predict "
+        f"fell from {stages['predict (1 thread, LightGBM)']:.1f} to "
+        f"{stages['predict (1 thread)']:.1f} ms, and parsing the CSV "
+        f"({stages['parse (decoders.parse_csv)']:.1f} ms) and encoding "
+        f"({stages['encode (CSV labels)']:.1f} ms) did not move. Live, py-spy found the "
+        f"compiled workers busy {live['predict']:.0%} in predict, "
+        f"{live['parse (parse_csv)']:.0%} parsing, {live['read the request body']:.0%} reading "
+        f"the body, {live['gunicorn: sockets, HTTP']:.0%} in gunicorn's HTTP and "
+        f"{live['other']:.0%} elsewhere (profile section below): what is left is mostly "
+        "not predict, and wrk writing 4.8 MB per request shares the same CPUs." + without_http
+    )
 
 
 def _verdict(target: Target) -> str:
@@ -649,7 +912,16 @@ def markdown(results: dict[str, Any], commentary: str) -> str:
         f"{results['wall_seconds'] / 60:.1f} min; arguments "
         + ", ".join(f"{k}={v}" for k, v in results["arguments"].items())
         + "). Every figure is a median; ratios are medians of per-round ratios (each round "
-        "runs both servers back to back, the order swapped every round).",
+        "runs every server back to back, the order reversed every round, so each pair "
+        "swaps which goes first).",
+        "",
+        "Three servers ran side by side: **ours** is our server as it ships, predicting with "
+        "the model's compiled trees (`X-Model-Predictor: compiled`); **ours (LightGBM)** is "
+        "the same server with `MODEL_COMPILED_PREDICTOR=false` (`X-Model-Predictor: "
+        "library`), the server before the compiled trees; the **reference** is the classic "
+        "container. Each server's header was checked before timing. Every target on "
+        '"ours" measures the compiled server; the compiled-trees targets compare it with '
+        "ours (LightGBM) round by round, with no tolerance, as every other target.",
         "",
         "## Targets",
         "",
@@ -663,7 +935,8 @@ def markdown(results: dict[str, Any], commentary: str) -> str:
         "",
         commentary.strip(),
         "",
-        "![throughput and latency, reference beside ours](results.png)",
+        "![throughput and latency, the reference beside ours with LightGBM and with compiled "
+        "trees](results.png)",
         "",
         "## Machine and method",
         "",
@@ -673,17 +946,19 @@ def markdown(results: dict[str, Any], commentary: str) -> str:
         f"- Model: {results['model']['family']}, {results['model']['iterations']} boosting "
         "iterations, "
         f"{results['model']['features']} features, trained by `containers/bin/train` on the "
-        "bundled data in the same run; both servers load that same model directory.",
-        f"- Both servers: {results['arguments']['workers']} workers, one OpenMP thread per "
-        "worker. Ours: `containers/bin/serve` (gunicorn asgi workers on uvloop, bare ASGI app). "
+        "bundled data in the same run (with its compiled trees); every server loads that same "
+        "model directory.",
+        f"- Every server: {results['arguments']['workers']} workers, one predict thread per "
+        "worker. Ours: `containers/bin/serve` (gunicorn asgi workers on uvloop, bare ASGI app), "
+        "twice. "
         "Reference: "
         "`benchmarks/reference/` (nginx → unix socket → gunicorn gevent → flask → "
         "`pandas.read_csv` → predict → `DataFrame.to_csv`, model loaded lazily per worker).",
         "- Load: wrk, one thread, keep-alive, on loopback, on the same machine (it takes CPU "
-        "from the servers, equally for both). wrk alone against nginx's static answer: "
-        f"{results['wrk_against_static_nginx_rps']:,.0f} requests/s, far above either server, "
+        "from the servers, equally for all). wrk alone against nginx's static answer: "
+        f"{results['wrk_against_static_nginx_rps']:,.0f} requests/s, far above any server, "
         "so the load generator is not the bottleneck.",
-        "- Before timing, both servers answered every payload with exactly the labels the "
+        "- Before timing, every server answered every payload with exactly the labels the "
         "model predicts in process.",
         f"- Load average at start {', '.join(f'{v:.1f}' for v in results['load_average_start'])}"
         f", at the end {', '.join(f'{v:.1f}' for v in results['load_average_end'])}. Busiest "
@@ -707,17 +982,24 @@ def markdown(results: dict[str, Any], commentary: str) -> str:
         "\\* ours / reference, the median of the per-round ratios; the other columns are "
         "medians over rounds, so a ratio need not equal the quotient of two medians.",
         "",
+        "### Compiled trees vs LightGBM: the same server, the same rounds",
+        "",
+        *_compiled_table(results),
+        "",
+        "\\* ours / ours (LightGBM), the median of the per-round ratios.",
+        "",
         "How wrk's keep-alive connections were shared among our workers, per round (`ss`, "
         "1 s into each run; the reference's nginx spreads every request over its workers "
         "instead):",
         "",
         *(
-            f"- {scenario['name']}: "
+            f"- {scenario['name']}, {server}: "
             + ", ".join(
                 "+".join(map(str, run.get("connections_per_worker", [])))
-                for run in results["runs"][scenario["name"]][OURS]
+                for run in results["runs"][scenario["name"]][server]
             )
             for scenario in compared(results)
+            for server in (OURS, OURS_LIBRARY)
         ),
         "",
         "### Answers with probabilities: JSON and JSON Lines (ours)",
@@ -739,7 +1021,7 @@ def markdown(results: dict[str, Any], commentary: str) -> str:
         + " (the inference split repeated; the 5 MB body stays under the classic nginx's 5 MiB "
         "`client_max_body_size`).",
         "",
-        "## Ceiling: in-process predict on the same batches",
+        "## Ceilings: in-process predict on the same batches, LightGBM and compiled trees",
         "",
         *_ceiling_table(results),
         "",
@@ -768,7 +1050,8 @@ def markdown(results: dict[str, Any], commentary: str) -> str:
 
 
 def chart(results: dict[str, Any], path: Path) -> None:
-    """Throughput (records/s) and latency percentiles per scenario, reference beside ours."""
+    """Throughput (records/s) and latency percentiles per scenario, the three servers side by
+    side, with both ceilings."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -777,37 +1060,38 @@ def chart(results: dict[str, Any], path: Path) -> None:
     shown = compared(results)
     names = [scenario["name"] for scenario in shown]
     positions = range(len(names))
-    colours = {REFERENCE: "#9e9e9e", OURS: "#1f77b4"}
+    colours = {REFERENCE: "#9e9e9e", OURS_LIBRARY: "#ff7f0e", OURS: "#1f77b4"}
     figure, (left, right) = plt.subplots(1, 2, figsize=(15, 5.5))
-    for offset, server in ((-0.2, REFERENCE), (0.2, OURS)):
+    for offset, server in zip((-0.27, 0.0, 0.27), SERVERS, strict=True):
         left.bar(
             [p + offset for p in positions],
             [median(per_round(results, name, "records_per_s")[server]) for name in names],
-            width=0.4,
+            width=0.27,
             color=colours[server],
-            label=server,
+            label=LABELS[server],
         )
+    styles = {OURS_LIBRARY: "dashed", OURS: "dotted"}
     for position, scenario in zip(positions, shown, strict=True):
-        batch = scenario["payload"]
-        value = median([ceiling_rate(round_, batch, results) for round_ in results["ceilings"]])
-        left.hlines(value, position - 0.4, position + 0.4, colors="black", linestyles="dashed")
-    left.plot([], [], "k--", label="ceiling: in-process predict, 1 thread x workers")
+        for server, style in styles.items():
+            value = median_ceiling(results, scenario["payload"], server)
+            left.hlines(value, position - 0.4, position + 0.4, colors="black", linestyles=style)
+    left.plot([], [], "k--", label="LightGBM ceiling: in-process, 1 thread x workers")
+    left.plot([], [], "k:", label="compiled trees' ceiling")
     left.set_yscale("log")
     left.set_ylabel("records/s (log)")
     left.set_title("Throughput")
     left.legend()
-    width = 0.2
-    for index, (server, key) in enumerate(
-        ((REFERENCE, "p50_ms"), (REFERENCE, "p99_ms"), (OURS, "p50_ms"), (OURS, "p99_ms"))
-    ):
+    width = 0.13
+    pairs = [(server, key) for server in SERVERS for key in ("p50_ms", "p99_ms")]
+    for index, (server, key) in enumerate(pairs):
         right.bar(
-            [p + (index - 1.5) * width for p in positions],
+            [p + (index - 2.5) * width for p in positions],
             [median(per_round(results, name, key)[server]) for name in names],
             width=width,
             color=colours[server],
             hatch="//" if key == "p99_ms" else None,
             edgecolor="white",
-            label=f"{server} {key.split('_')[0]}",
+            label=f"{LABELS[server]} {key.split('_')[0]}",
         )
     right.set_yscale("log")
     right.set_ylabel("latency, ms (log)")
@@ -818,7 +1102,8 @@ def chart(results: dict[str, Any], path: Path) -> None:
         axis.set_xticklabels([name.replace(", ", ",\n") for name in names], fontsize=8)
         axis.grid(axis="y", alpha=0.3)
     figure.suptitle(
-        f"Our model server vs the classic nginx + gunicorn gevent + flask + pandas container "
+        f"Our server (compiled trees; LightGBM) vs the classic nginx + gunicorn gevent + flask "
+        f"+ pandas container "
         f"({results['machine']['cpus']} CPUs, {results['arguments']['workers']} workers each)"
     )
     figure.tight_layout()

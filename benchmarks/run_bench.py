@@ -3,18 +3,21 @@
     .venv/bin/python -m benchmarks.run_bench [--rounds 5] [--seconds 5] [--skip-lambda]
 
 1. Trains the model with the real ``containers/bin/train`` on the bundled data.
-2. Serves it with our server and with ``benchmarks/reference`` (nginx ->
-   gunicorn gevent -> flask -> pandas), same worker count, OpenMP limited the
-   same way, both up at once; checks both answer every payload with the
-   labels the model predicts in process.
-3. Drives both with wrk on loopback, alternating which goes first each round:
-   1 record at 1, 8 and 32 connections, 500 records and 5 MB at 8 connections;
-   and ours alone answering 500 records and 5 MB in JSON and JSON Lines (labels
-   and probabilities; the reference answers CSV only).
-4. Measures the in-process ``predict`` ceiling in every round, cold start and
-   memory (PSS of the whole process tree) with 1 and 4 workers, the 5 MB
-   request's stages with a pyinstrument profile, and the client Lambda on a
-   100 MB file (``benchmarks/client_memory.py``).
+2. Serves it with our server twice, with its compiled trees ("ours", the default) and
+   with ``MODEL_COMPILED_PREDICTOR=false`` ("ours (LightGBM)"), and with
+   ``benchmarks/reference`` (nginx -> gunicorn gevent -> flask -> pandas), same worker
+   count, OpenMP limited the same way, all up at once; checks from each answer's
+   ``X-Model-Predictor`` header that ours predict as labelled, and that every server
+   answers every payload with the labels the model predicts in process.
+3. Drives them with wrk on loopback, the order reversed each round (so each pair swaps
+   which goes first): 1 record at 1, 8 and 32 connections, 500 records and 5 MB at 8
+   connections; and ours alone answering 500 records and 5 MB in JSON and JSON Lines
+   (labels and probabilities; the reference answers CSV only).
+4. Measures the in-process ``predict`` ceiling of LightGBM and of the compiled trees in
+   every round, cold start and memory (PSS of the whole process tree) with 1 and 4
+   workers, the 5 MB request's stages with a pyinstrument profile, the size of what the
+   compiled trees add (llvmlite installed, the model's object file), and the client
+   Lambda on a 100 MB file (``benchmarks/client_memory.py``).
 5. Then the client side, unless ``--skip-lambda``: how fast the client streams a 200 MiB
    file with Lambda's CPU share for 512 MB and with one vCPU (``client_memory.py
    --cpu-share``, which sets the default batch threshold), and a 1 GB file scored end to
@@ -35,6 +38,7 @@ import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -46,11 +50,19 @@ from benchmarks import ceiling, footprint, profiles, report  # noqa: E402
 from benchmarks.loadgen import run_wrk, wrk_path  # noqa: E402
 from benchmarks.payloads import Payload, standard_payloads  # noqa: E402
 from benchmarks.reference.serve import nginx_binary  # noqa: E402
-from benchmarks.servers import post_csv, start_ours, start_reference  # noqa: E402
+from benchmarks.servers import (  # noqa: E402
+    PREDICTOR_HEADER,
+    post_csv,
+    predictor_of,
+    start_ours,
+    start_reference,
+)
 from benchmarks.serving_choices import train_model  # noqa: E402
 from local.model_server import ModelServer  # noqa: E402
 
-OURS, REFERENCE = "ours", "reference"
+OURS, OURS_LIBRARY, REFERENCE = "ours", "ours (LightGBM)", "reference"
+# What each of our servers must answer in its X-Model-Predictor header.
+PREDICTORS = {OURS: "compiled", OURS_LIBRARY: "library"}
 ANSWER_FORMATS = {"JSON": "application/json", "JSON Lines": "application/jsonlines"}
 # Lambda gives a function 1/1769 of a vCPU per MB; the client's default memory is 512 MB.
 LAMBDA_CPU_SHARES = ("512/1769", "1")
@@ -71,7 +83,7 @@ class Scenario:
     seconds: float
     # What the request asks for back, and which servers run it.
     accept: str = "text/csv"
-    servers: tuple[str, ...] = (OURS, REFERENCE)
+    servers: tuple[str, ...] = (OURS, OURS_LIBRARY, REFERENCE)
 
 
 def scenarios(seconds: float, big_seconds: float) -> list[Scenario]:
@@ -130,13 +142,30 @@ def busy_processes() -> list[str]:
 
 
 def expected_answer(model: Model, payload: Payload) -> bytes:
-    """One label per line: what both servers must return for ``payload``."""
+    """One label per line: what every server must return for ``payload``."""
     probabilities = model.predict_proba(ceiling.parse(payload.body), num_threads=1)
     return ("\n".join(str(label) for label in model.predict_labels(probabilities)) + "\n").encode()
 
 
+def check_predictors(servers: dict[str, ModelServer], bodies: list[bytes]) -> dict[str, str]:
+    """What predicts in each of our servers, by its answers' header; exits unless each
+    serves with the predictor it is labelled with (a compiled server quietly falling back
+    to LightGBM would measure LightGBM twice)."""
+    found = {}
+    for name, expected in PREDICTORS.items():
+        served = {predictor_of(servers[name].url, body) for body in bodies}
+        if served != {expected}:
+            raise SystemExit(
+                f"{name} answered with {PREDICTOR_HEADER}: {sorted(map(str, served))}, "
+                f"expected {expected!r}; "
+                f"its log:\n{servers[name].log()[-3000:]}"
+            )
+        found[name] = expected
+    return found
+
+
 def check_answers(servers: dict[str, ModelServer], model: Model, payloads: dict[str, Payload]):
-    """Both servers' CSV answers, and our JSON and JSON Lines labels, are the model's."""
+    """Every server's CSV answers, and our JSON and JSON Lines labels, are the model's."""
     for payload in payloads.values():
         expected = expected_answer(model, payload)
         for name, server in servers.items():
@@ -158,36 +187,43 @@ def check_answers(servers: dict[str, ModelServer], model: Model, payloads: dict[
                 raise SystemExit(f"ours answered the {payload.name} request in {kind} wrongly")
 
 
-def measure_ceiling(model: Model, payloads: dict[str, Payload]) -> dict[str, dict[str, float]]:
+def measure_ceiling(
+    model: Model, compiled: Model, payloads: dict[str, Payload]
+) -> dict[str, dict[str, float]]:
+    """LightGBM's ("1 thread", "all CPUs", "no HTTP") and the compiled trees' ("compiled
+    ...") in-process rates: each server's own ceiling."""
     rates = {}
     for name, payload in payloads.items():
         features = ceiling.parse(payload.body)
         rates[name] = {
             "1 thread": ceiling.predict_records_per_s(model, features, 1),
             "all CPUs": ceiling.predict_records_per_s(model, features, ceiling.available_cpus()),
+            "compiled 1 thread": ceiling.predict_records_per_s(compiled, features, 1),
         }
-    rates["5 MB"]["no HTTP"] = ceiling.server_work_records_per_s(
-        model, payloads["5 MB"].body, NO_HTTP_THREADS, NO_HTTP_SECONDS
-    )
+    for key, predictor in (("no HTTP", model), ("compiled no HTTP", compiled)):
+        rates["5 MB"][key] = ceiling.server_work_records_per_s(
+            predictor, payloads["5 MB"].body, NO_HTTP_THREADS, NO_HTTP_SECONDS
+        )
     return rates
 
 
 def load_rounds(
     servers: dict[str, ModelServer],
-    model: Model,
+    models: tuple[Model, Model],
     payloads: dict[str, Payload],
     body_files: dict[str, Path],
     plan: list[Scenario],
     rounds: int,
 ) -> tuple[dict[str, dict[str, list[dict[str, float]]]], list[dict[str, dict[str, float]]]]:
-    """Every scenario on both servers per round, the order swapped each round; and ceilings."""
+    """Every scenario on its servers per round, the order reversed each round (every pair
+    of servers swaps which goes first); and the ceilings of ``models`` (LightGBM, compiled)."""
     runs: dict[str, dict[str, list[dict[str, float]]]] = {
         scenario.name: {name: [] for name in scenario.servers} for scenario in plan
     }
     ceilings = []
     for round_number in range(rounds):
         order = list(servers) if round_number % 2 == 0 else list(reversed(servers))
-        ceilings.append(measure_ceiling(model, payloads))
+        ceilings.append(measure_ceiling(*models, payloads))
         for scenario in plan:
             for name in (name for name in order if name in scenario.servers):
                 with ThreadPoolExecutor(1) as pool:
@@ -212,7 +248,7 @@ def load_rounds(
                     }
                 )
                 print(
-                    f"round {round_number + 1} {scenario.name:<44} {name:<9} "
+                    f"round {round_number + 1} {scenario.name:<44} {name:<15} "
                     f"{result.requests_per_s:8.1f} req/s  p50 {result.p50_ms:8.2f} ms  "
                     f"p99 {result.p99_ms:8.2f} ms  connections per worker {split}",
                     flush=True,
@@ -221,18 +257,27 @@ def load_rounds(
 
 
 def measure_footprint(ml_root: Path, big_file: Path) -> dict[str, Any]:
-    """Cold start of both servers; memory of both with 1 and 4 workers."""
+    """Cold start of every server; memory of each with 1 and 4 workers; what the compiled
+    trees add on disk."""
+    starts = {
+        OURS: start_ours,
+        OURS_LIBRARY: partial(start_ours, compiled=False),
+        REFERENCE: start_reference,
+    }
     result: dict[str, Any] = {
         "cold_start_s": {
-            OURS: footprint.cold_start_s(lambda: start_ours(ml_root, workers=2), repeats=5),
-            REFERENCE: footprint.cold_start_s(
-                lambda: start_reference(ml_root, workers=2), repeats=3
+            # Ours alternate, so that a drift in the machine's load reaches both alike.
+            **footprint.cold_starts_s(
+                {name: partial(starts[name], ml_root, 2) for name in (OURS, OURS_LIBRARY)},
+                repeats=5,
             ),
+            REFERENCE: footprint.cold_start_s(lambda: start_reference(ml_root, 2), repeats=3),
         },
-        "memory_mib": {OURS: {}, REFERENCE: {}},
+        "memory_mib": {name: {} for name in starts},
+        "compiled_size": footprint.compiled_size(ml_root / "model"),
     }
     for workers in (1, 4):
-        for name, start in ((OURS, start_ours), (REFERENCE, start_reference)):
+        for name, start in starts.items():
             with start(ml_root, workers) as server:
                 result["memory_mib"][name][str(workers)] = footprint.memory_mib(
                     server, big_file, workers
@@ -300,10 +345,11 @@ def profile_live(server: ModelServer, body_file: Path, workdir: Path) -> dict[st
     return stages
 
 
-def measure_profile(model: Model, big: Payload) -> dict[str, Any]:
-    app = profiles.our_app(model, workers=2)
+def measure_profile(compiled: Model, library: Model, big: Payload) -> dict[str, Any]:
+    """The 5 MB request in process as the default server predicts it (compiled trees)."""
+    app = profiles.our_app(compiled, workers=2)
     return {
-        "stages_ms": profiles.stage_ms(model, big.body),
+        "stages_ms": profiles.stage_ms(compiled, big.body, library),
         "pyinstrument": profiles.profile_text(lambda: profiles.call_ours(app, big.body)),
     }
 
@@ -339,6 +385,9 @@ def main() -> None:
         work = Path(scratch)
         ml_root = train_model(work / "ml")
         model = load_model(ml_root / "model")
+        compiled = load_model(ml_root / "model", compiled=True)
+        if compiled.predictor_kind != "compiled":
+            raise SystemExit("the trained model's compiled trees did not load in process")
         results["model"] = {
             "family": model.family,
             "iterations": model.metadata["best_iteration"],
@@ -354,25 +403,32 @@ def main() -> None:
         print(f"model: {results['model']}; {args.workers} workers each", flush=True)
         with (
             start_ours(ml_root, args.workers) as ours,
+            start_ours(ml_root, args.workers, compiled=False) as ours_library,
             start_reference(ml_root, args.workers) as reference,
         ):
-            servers = {OURS: ours, REFERENCE: reference}
+            servers = {OURS: ours, OURS_LIBRARY: ours_library, REFERENCE: reference}
+            results["predictors"] = check_predictors(
+                servers, [payload.body for payload in payloads.values()]
+            )
             check_answers(servers, model, payloads)
             for server in servers.values():  # every worker loads and warms up
                 run_wrk(f"{server.url}/invocations", body_files["500 records"], 8, 2)
             wrk_alone = run_wrk(f"{reference.url}/", None, 8, 3, any_status=True)
             results["wrk_against_static_nginx_rps"] = wrk_alone.requests_per_s
             results["runs"], results["ceilings"] = load_rounds(
-                servers, model, payloads, body_files, plan, args.rounds
+                servers, (model, compiled), payloads, body_files, plan, args.rounds
             )
-            print("py-spy on our workers under 5 MB requests", flush=True)
+            print("py-spy on our (compiled) workers under 5 MB requests", flush=True)
             live = profile_live(ours, body_files["5 MB"], work)
         results["scenarios"] = [asdict(scenario) for scenario in plan]
         results["no_http_threads"] = NO_HTTP_THREADS
         print("footprint: cold start and memory", flush=True)
         results["footprint"] = measure_footprint(ml_root, body_files["5 MB"])
         print("profile of the 5 MB request", flush=True)
-        results["profile"] = {**measure_profile(model, payloads["5 MB"]), "py_spy": live}
+        results["profile"] = {
+            **measure_profile(compiled, model, payloads["5 MB"]),
+            "py_spy": live,
+        }
     if not args.skip_lambda:
         print(f"client Lambda on a {args.lambda_megabytes} MiB file", flush=True)
         results["lambda"] = measure_lambda(args.lambda_megabytes)

@@ -1,8 +1,9 @@
-"""Start the two servers under test as real processes, healthy and warmed up.
+"""Start the servers under test as real processes, healthy and warmed up.
 
-Ours is ``containers/bin/serve`` through ``local.model_server``; the reference
-is ``benchmarks/reference/serve.py`` (nginx + gunicorn gevent + flask + pandas).
-Both come back as ``local.model_server.ModelServer`` (``url``, ``stop()``).
+Ours is ``containers/bin/serve`` through ``local.model_server``, with its compiled trees
+(the default) or with ``MODEL_COMPILED_PREDICTOR=false`` (LightGBM); the reference is
+``benchmarks/reference/serve.py`` (nginx + gunicorn gevent + flask + pandas). All come
+back as ``local.model_server.ModelServer`` (``url``, ``stop()``).
 """
 
 from __future__ import annotations
@@ -14,6 +15,9 @@ from pathlib import Path
 
 from local.model_server import ModelServer, start_http_server, start_model_server
 from local.services import free_port
+
+# The header naming the code that predicted a response: "compiled" or "library".
+PREDICTOR_HEADER = "X-Model-Predictor"
 
 REFERENCE_SERVE = Path(__file__).resolve().parent / "reference" / "serve.py"
 STARTUP_TIMEOUT_S = 60.0
@@ -36,13 +40,14 @@ def start_reference(ml_root: Path, workers: int) -> ModelServer:
     )
 
 
-def start_ours(ml_root: Path, workers: int) -> ModelServer:
-    """Our server, answering 200 on ``/ping`` (polled every 50 ms by ``local.model_server``)."""
-    return start_model_server(ml_root, workers=workers)
+def start_ours(ml_root: Path, workers: int, compiled: bool = True) -> ModelServer:
+    """Our server, answering 200 on ``/ping`` (polled every 50 ms by ``local.model_server``);
+    ``compiled=False`` turns its compiled trees off, so that LightGBM predicts."""
+    env = {} if compiled else {"MODEL_COMPILED_PREDICTOR": "false"}
+    return start_model_server(ml_root, workers=workers, env=env)
 
 
-def post_csv(url: str, body: bytes, accept: str = "text/csv") -> bytes:
-    """One ``/invocations`` request with a CSV body, asking for ``accept`` back."""
+def _invoke(url: str, body: bytes, accept: str) -> tuple[bytes, str | None]:
     request = urllib.request.Request(
         f"{url}/invocations",
         data=body,
@@ -50,4 +55,15 @@ def post_csv(url: str, body: bytes, accept: str = "text/csv") -> bytes:
         method="POST",
     )
     with urllib.request.urlopen(request, timeout=60) as response:
-        return response.read()
+        return response.read(), response.headers.get(PREDICTOR_HEADER)
+
+
+def post_csv(url: str, body: bytes, accept: str = "text/csv") -> bytes:
+    """One ``/invocations`` request with a CSV body, asking for ``accept`` back."""
+    return _invoke(url, body, accept)[0]
+
+
+def predictor_of(url: str, body: bytes) -> str | None:
+    """Which code predicted the answer to ``body``: the response's ``X-Model-Predictor``
+    header (None when the server sends none, as the reference does)."""
+    return _invoke(url, body, "text/csv")[1]
