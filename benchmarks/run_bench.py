@@ -51,9 +51,8 @@ from benchmarks.loadgen import run_wrk, wrk_path  # noqa: E402
 from benchmarks.payloads import Payload, standard_payloads  # noqa: E402
 from benchmarks.reference.serve import nginx_binary  # noqa: E402
 from benchmarks.servers import (  # noqa: E402
-    PREDICTOR_HEADER,
+    check_predictors,
     post_csv,
-    predictor_of,
     start_ours,
     start_reference,
 )
@@ -145,23 +144,6 @@ def expected_answer(model: Model, payload: Payload) -> bytes:
     """One label per line: what every server must return for ``payload``."""
     probabilities = model.predict_proba(ceiling.parse(payload.body), num_threads=1)
     return ("\n".join(str(label) for label in model.predict_labels(probabilities)) + "\n").encode()
-
-
-def check_predictors(servers: dict[str, ModelServer], bodies: list[bytes]) -> dict[str, str]:
-    """What predicts in each of our servers, by its answers' header; exits unless each
-    serves with the predictor it is labelled with (a compiled server quietly falling back
-    to LightGBM would measure LightGBM twice)."""
-    found = {}
-    for name, expected in PREDICTORS.items():
-        served = {predictor_of(servers[name].url, body) for body in bodies}
-        if served != {expected}:
-            raise SystemExit(
-                f"{name} answered with {PREDICTOR_HEADER}: {sorted(map(str, served))}, "
-                f"expected {expected!r}; "
-                f"its log:\n{servers[name].log()[-3000:]}"
-            )
-        found[name] = expected
-    return found
 
 
 def check_answers(servers: dict[str, ModelServer], model: Model, payloads: dict[str, Payload]):
@@ -408,7 +390,7 @@ def main() -> None:
         ):
             servers = {OURS: ours, OURS_LIBRARY: ours_library, REFERENCE: reference}
             results["predictors"] = check_predictors(
-                servers, [payload.body for payload in payloads.values()]
+                servers, [payload.body for payload in payloads.values()], PREDICTORS
             )
             check_answers(servers, model, payloads)
             for server in servers.values():  # every worker loads and warms up

@@ -67,3 +67,22 @@ def predictor_of(url: str, body: bytes) -> str | None:
     """Which code predicted the answer to ``body``: the response's ``X-Model-Predictor``
     header (None when the server sends none, as the reference does)."""
     return _invoke(url, body, "text/csv")[1]
+
+
+def check_predictors(
+    servers: dict[str, ModelServer], bodies: list[bytes], expected_by_name: dict[str, str]
+) -> dict[str, str]:
+    """What predicts in each of our servers, by its answers' header; exits unless each
+    serves with the predictor it is labelled with (a compiled server quietly falling back
+    to LightGBM would measure LightGBM twice)."""
+    found = {}
+    for name, expected in expected_by_name.items():
+        served = {predictor_of(servers[name].url, body) for body in bodies}
+        if served != {expected}:
+            raise SystemExit(
+                f"{name} answered with {PREDICTOR_HEADER}: {sorted(map(str, served))}, "
+                f"expected {expected!r}; "
+                f"its log:\n{servers[name].log()[-3000:]}"
+            )
+        found[name] = expected
+    return found

@@ -335,14 +335,15 @@ def test_the_bench_stops_when_a_server_predicts_with_another_predictor_than_its_
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """A compiled server that fell back to LightGBM must not be measured as compiled."""
-    from benchmarks import run_bench
+    from benchmarks import servers as bench_servers
 
-    servers = {
+    expected = {"ours": "compiled", "ours (LightGBM)": "library"}
+    running = {
         name: SimpleNamespace(url=name, log=lambda: "compiled predictor not used")
-        for name in run_bench.PREDICTORS
+        for name in expected
     }
-    monkeypatch.setattr(run_bench, "predictor_of", lambda url, body: "library")
+    monkeypatch.setattr(bench_servers, "predictor_of", lambda url, body: "library")
     with pytest.raises(SystemExit, match=r"ours answered with X-Model-Predictor: \['library'\]"):
-        run_bench.check_predictors(servers, [b"1\n"])
-    monkeypatch.setattr(run_bench, "predictor_of", lambda url, body: run_bench.PREDICTORS[url])
-    assert run_bench.check_predictors(servers, [b"1\n", b"2\n"]) == run_bench.PREDICTORS
+        bench_servers.check_predictors(running, [b"1\n"], expected)
+    monkeypatch.setattr(bench_servers, "predictor_of", lambda url, body: expected[url])
+    assert bench_servers.check_predictors(running, [b"1\n", b"2\n"], expected) == expected
