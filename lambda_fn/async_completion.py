@@ -10,7 +10,7 @@ is ignored with a log line.
 - Completed: the result is rendered as the streaming path renders predictions, so ``.out`` is
   the same in every mode, and a stale ``.error.json`` is removed.
 - Failed with a 4xx from the model: the file's fault, so an error report, as when streaming.
-- Any other failure: submitted again, up to ``MAX_ATTEMPTS`` in all, then an error report.
+- Any other failure: submitted again, up to ``SUBMISSION_ATTEMPTS`` in all, then reported.
   A raised error (S3 unreachable, say) makes Lambda retry the notification, and then send
   it to the failed-events queue.
 
@@ -31,14 +31,12 @@ from typing import Any
 import boto3
 from client_config import INPUT_BUCKET_VARIABLE, ConfigError, load_config
 from endpoint_client import ModelRejection, attempt_of, boto_config, inference_id, invoke_async
-from errors import PermanentError
+from errors import SUBMISSION_ATTEMPTS, PermanentError
 from input_formats import format_for_key
 from result_publishing import ResultPublisher
 from s3_lookup import head_or_none, s3_location
 from source_reader import Source
 
-# Attempts at one object before a failure that is not the file's becomes its error report.
-MAX_ATTEMPTS = 3
 _STATUS = re.compile(r"\((\d{3})\)")
 
 
@@ -106,7 +104,7 @@ class Publisher:
         error = self._failure(completion)
         attempt = attempt_of(completion.inference_id)
         if error.endpoint_status is None or error.endpoint_status >= 500:
-            if attempt < MAX_ATTEMPTS:
+            if attempt < SUBMISSION_ATTEMPTS:
                 self._resubmit(completion, source, fmt.content_type, attempt + 1)
                 return {"outcome": "resubmitted", "attempt": attempt + 1, "reason": error.reason}
             error = PermanentError(

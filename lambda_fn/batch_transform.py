@@ -30,8 +30,6 @@ from client_config import TransformSettings, transform_job_names
 from s3_lookup import s3_location
 from source_reader import Source
 
-# A failed job is started again until this many attempts, then reported.
-MAX_ATTEMPTS = 3
 # Each mini-batch may be retried this often by SageMaker before the job fails.
 INVOCATION_RETRIES = 2
 INVOCATION_TIMEOUT_SECONDS = 600

@@ -12,6 +12,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+# Attempts at one object by a service that runs it for us (an asynchronous invocation, a batch
+# transform job) before a failure that is not the file's becomes its error report.
+SUBMISSION_ATTEMPTS = 3
+
 
 @dataclass
 class PermanentError(Exception):

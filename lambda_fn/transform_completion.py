@@ -12,7 +12,7 @@ a job this app did not stage is ignored with a log line.
   or deleted since, nothing is published: the newer version has its own event.
 - Failed with ``ClientError``: the file's fault (the model rejected a mini-batch), so an
   error report that points to the job's data log.
-- Any other failure: a new job, up to ``MAX_ATTEMPTS`` in all, then an error report.
+- Any other failure: a new job, up to ``SUBMISSION_ATTEMPTS`` in all, then an error report.
 - Stopped: someone stopped it; an error report says so (upload the file again to retry).
 
 A raised error (S3 unreachable, say) makes Lambda retry the event, and then send it to the
@@ -32,7 +32,6 @@ from typing import Any
 
 import boto3
 from batch_transform import (
-    MAX_ATTEMPTS,
     OUTPUT_FOLDER,
     REQUEST_FILE,
     TransformRequest,
@@ -42,7 +41,7 @@ from batch_transform import (
 from botocore.exceptions import ClientError
 from client_config import ClientConfig, ConfigError, load_config
 from endpoint_client import boto_config
-from errors import PermanentError
+from errors import SUBMISSION_ATTEMPTS, PermanentError
 from input_formats import format_for_key
 from line_records import numbered_lines
 from result_publishing import ResultPublisher
@@ -89,7 +88,7 @@ class Publisher:
             return {**line, **self._predictions(request, folder + OUTPUT_FOLDER)}
         reason = job.get("FailureReason") or "no reason given"
         if status == "Failed" and not reason.startswith("ClientError"):
-            if request.attempt < MAX_ATTEMPTS:
+            if request.attempt < SUBMISSION_ATTEMPTS:
                 retry = TransformRequest(request.source, request.content_type, request.attempt + 1)
                 name, _ = start_transform(
                     self._settings, self._s3, self._sagemaker, self._config.endpoint_name, retry
