@@ -22,7 +22,9 @@ $(NATIVE): $(wildcard containers/model_kit/serving/*.c) containers/model_kit/ser
 # the tests, the app's synth-time checks and the tools import it like the images do.
 $(PY_STAMP): requirements.txt requirements-dev.txt constraints.txt containers/requirements-model.txt \
 		containers/requirements-training.txt containers/requirements-inference.txt \
-		containers/requirements-lightgbm.txt containers/requirements-xgboost.txt containers/pyproject.toml
+		containers/requirements-lightgbm.txt containers/requirements-xgboost.txt \
+		containers/requirements-training-lightgbm.txt containers/requirements-training-xgboost.txt \
+		containers/pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt -c constraints.txt
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -e containers

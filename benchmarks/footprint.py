@@ -72,14 +72,15 @@ def installed_mib(package: str) -> float:
 
 
 def compiled_size(model_dir: Path) -> dict[str, float]:
-    """What predicting with compiled trees adds to an image and to a model: llvmlite and
-    lleaves installed, and the object file training writes beside ``model.txt``."""
-    from model_kit.families.compiled import OBJECT_FILE, RECORD_FILE
+    """What compiled trees add: to the training image, the compiler (llvmlite and lleaves
+    installed); to the model, the shared library training writes beside ``model.txt`` and
+    its record. The inference image gains nothing: it loads the library with ctypes."""
+    from model_kit.families.compiled import LIBRARY_FILE, RECORD_FILE
 
     return {
         "llvmlite_mib": installed_mib("llvmlite"),
         "lleaves_mib": installed_mib("lleaves"),
-        "object_kib": (model_dir / OBJECT_FILE).stat().st_size / 1024,
+        "library_kib": (model_dir / LIBRARY_FILE).stat().st_size / 1024,
         "record_kib": (model_dir / RECORD_FILE).stat().st_size / 1024,
     }
 

@@ -433,17 +433,19 @@ def _footprint_lines(results: dict[str, Any]) -> list[str]:
         f"Ours' cold starts alternated with ours (LightGBM)'s, 5 each (the reference's: 3): "
         f"with the compiled trees the server starts in **{cold[OURS]:.2f} s against "
         f"{cold[OURS_LIBRARY]:.2f} s** ({cold[OURS] - cold[OURS_LIBRARY]:+.2f} s, "
-        f"{cold[OURS] / cold[OURS_LIBRARY]:.2f}x). Its master imports llvmlite and maps the "
-        "object instead of importing LightGBM (and the scipy it pulls in) and parsing "
-        "`model.txt`: the compiled server never loads LightGBM, which is also why its "
-        "memory is lower.",
+        f"{cold[OURS] / cold[OURS_LIBRARY]:.2f}x). Its master loads the model's shared "
+        "library (a few milliseconds) instead of importing LightGBM (and the scipy it pulls "
+        "in) and parsing `model.txt`: the compiled server never loads LightGBM, which is also "
+        "why its memory is lower.",
         "",
-        "What they add on disk (static, not an image build; measured in this run): "
-        f"**llvmlite {size['llvmlite_mib']:.0f} MiB** and lleaves {size['lleaves_mib']:.0f} "
-        "MiB installed in each LightGBM image (`du -sm` of each package's folder in "
+        "What they add on disk (static, not an image build; measured in this run): to the "
+        "inference image, nothing (the server loads the library with ctypes); to the training "
+        f"image, the compiler: **llvmlite {size['llvmlite_mib']:.0f} MiB** and lleaves "
+        f"{size['lleaves_mib']:.0f} MiB installed (`du -sm` of each package's folder in "
         "`.venv/lib/python3.11/site-packages/`, the versions `containers/requirements-"
-        "lightgbm.txt` pins); and in the model folder the object training writes, "
-        f"`model.compiled.o`, **{size['object_kib']:.0f} KiB**, with its record "
+        "training-lightgbm.txt` pins) and Debian's binutils for its linker; to the model "
+        "folder, the shared library training writes, "
+        f"`model.compiled.so`, **{size['library_kib']:.0f} KiB**, with its record "
         f"`compiled.json` ({size['record_kib']:.1f} KiB), for this model.",
     ]
     return lines
@@ -757,7 +759,7 @@ def _bounds(results: dict[str, Any], found: list[Target]) -> list[str]:
         lines.append(
             f"- **Cold start.** {results['footprint']['cold_start_s'][OURS]:.2f} s, measured "
             "by polling `/ping` every 50 ms from process start (Python start, numpy, "
-            "LightGBM and llvmlite imports, model and compiled trees load, fork, one warm-up "
+            "the model's imports, the model and its compiled trees loaded, fork, one warm-up "
             "prediction per worker), while "
             "the rest of the machine was busy as described below."
         )

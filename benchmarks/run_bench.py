@@ -16,8 +16,8 @@
 4. Measures the in-process ``predict`` ceiling of LightGBM and of the compiled trees in
    every round, cold start and memory (PSS of the whole process tree) with 1 and 4
    workers, the 5 MB request's stages with a pyinstrument profile, the size of what the
-   compiled trees add (llvmlite installed, the model's object file), and the client
-   Lambda on a 100 MB file (``benchmarks/client_memory.py``).
+   compiled trees add (the compiler in the training image, the model's shared library),
+   and the client Lambda on a 100 MB file (``benchmarks/client_memory.py``).
 5. Then the client side, unless ``--skip-lambda``: how fast the client streams a 200 MiB
    file with Lambda's CPU share for 512 MB and with one vCPU (``client_memory.py
    --cpu-share``, which sets the default batch threshold), and a 1 GB file scored end to

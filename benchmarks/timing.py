@@ -7,10 +7,15 @@ import time
 from collections.abc import Callable
 
 
-def median_ms(action: Callable[[], object], repeats: int = 7) -> float:
-    """Median wall time of ``action`` over ``repeats`` runs, in milliseconds."""
+def median_ms(
+    action: Callable[[], object], repeats: int = 7, between: Callable[[], object] | None = None
+) -> float:
+    """Median wall time of ``action`` over ``repeats`` runs, in milliseconds; ``between``, if
+    given, runs untimed before each run (e.g. the other work a server does between two)."""
     timings = []
     for _ in range(repeats):
+        if between is not None:
+            between()
         started = time.perf_counter()
         action()
         timings.append(time.perf_counter() - started)

@@ -34,6 +34,7 @@ TRAINING_ONLY = [
     "bin/train",
     "model_kit/training",
     "requirements-training.txt",
+    "requirements-training-*.txt",
 ]
 INFERENCE_ONLY = [
     "Dockerfile.inference",
@@ -50,7 +51,11 @@ def other_families_files(model_family: str) -> list[str]:
         path
         for name, module in sorted(families.MODULES.items())
         if name != model_family
-        for path in (f"requirements-{name}.txt", f"{module.replace('.', '/')}.py")
+        for path in (
+            f"requirements-{name}.txt",
+            f"requirements-training-{name}.txt",
+            f"{module.replace('.', '/')}.py",
+        )
     ]
 
 

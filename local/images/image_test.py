@@ -58,7 +58,8 @@ PING_TIMEOUT_SECONDS = 120
 # SageMaker sends SIGTERM, then SIGKILL after 30 s.
 STOP_GRACE_SECONDS = 30
 REMOVED_FOR_THE_BROKEN_BUILD = (
-    "COPY requirements-model.txt requirements-training.txt requirements-${MODEL_FAMILY}.txt ./"
+    "COPY requirements-model.txt requirements-training.txt requirements-${MODEL_FAMILY}.txt \\\n"
+    "    requirements-training-${MODEL_FAMILY}.txt ./"
 )
 
 
@@ -217,12 +218,14 @@ def check_serving(
         if ready:
             with urllib.request.urlopen(f"{url}/ping", timeout=10) as response:
                 predictor = response.headers.get("X-Model-Predictor")
-            compiled = (serving_model / "compiled.json").is_file()
+            metadata = json.loads((serving_model / "metadata.json").read_text())
+            compiled = metadata.get("compiled_predictor", {"compiled": False})
             run.check(
-                "it serves the compiled trees the training image wrote, if it wrote them",
-                predictor == ("compiled" if compiled else "library"),
-                f"X-Model-Predictor: {predictor}; compiled.json "
-                f"{'written' if compiled else 'not written'} by the training image",
+                "it serves the compiled trees the training image wrote (LightGBM models)",
+                predictor == ("compiled" if metadata["family"] == "lightgbm" else "library")
+                and predictor == ("compiled" if compiled["compiled"] else "library"),
+                f"X-Model-Predictor: {predictor}; a {metadata['family']} model, "
+                f"compiled_predictor {compiled} in its metadata.json",
             )
             labels = _predict(f"{url}/invocations", "text/csv").decode().split()
             expected, probabilities = host_predictions(model_dir)

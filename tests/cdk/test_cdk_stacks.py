@@ -294,12 +294,19 @@ def test_image_hashes_ignore_caches_and_the_other_images_files(tmp_path):
     assert shared_changed["Dockerfile.training"] != both_changed["Dockerfile.training"]
     assert shared_changed["Dockerfile.inference"] != both_changed["Dockerfile.inference"]
 
+    # What only this family's training installs (its compiler) changes the training image.
+    (context / "requirements-training-lightgbm.txt").write_text("lleaves==0.0.0\n")
+    compiler_changed = image_hashes(context, tmp_path / "compiler")
+    assert compiler_changed["Dockerfile.training"] != shared_changed["Dockerfile.training"]
+    assert compiler_changed["Dockerfile.inference"] == shared_changed["Dockerfile.inference"]
+
     # Another family's code or library changes neither image of this one; its own, both.
     (context / "model_kit" / "families" / "xgboost_trees.py").write_text("CHANGED = 1\n")
     (context / "requirements-xgboost.txt").write_text("xgboost-cpu==0.0.0\n")
-    assert image_hashes(context, tmp_path / "other") == shared_changed
+    (context / "requirements-training-xgboost.txt").write_text("treelite==0.0.0\n")
+    assert image_hashes(context, tmp_path / "other") == compiler_changed
     xgboost_images = image_hashes(context, tmp_path / "xgboost", model_family="xgboost")
-    assert set(xgboost_images.values()).isdisjoint(shared_changed.values())
+    assert set(xgboost_images.values()).isdisjoint(compiler_changed.values())
 
 
 def test_each_staged_build_context_holds_only_its_image_files(synthesized):
@@ -314,6 +321,7 @@ def test_each_staged_build_context_holds_only_its_image_files(synthesized):
         else:
             assert "bin/serve" in names
             assert not any(name.startswith(("model_kit/training", "bin/train")) for name in names)
+            assert not any(name.startswith("requirements-training") for name in names)
 
 
 # -- iam --------------------------------------------------------------------------------------

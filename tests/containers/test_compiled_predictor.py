@@ -8,12 +8,14 @@ generated multiclass data set with missing values and integer-coded columns); th
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import http.client
 import json
 import logging
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +30,7 @@ from conftest import (
 )
 from model_kit.families import compiled
 from model_kit.model_io import Model, load_model
+from model_kit.serving import native
 from model_kit.serving.config import COMPILED_PREDICTOR, ConfigError, ServerConfig
 
 from local.model_server import ModelServer, start_model_server
@@ -124,16 +127,44 @@ def model_copy(tmp_path: Path, trained_model_dir: Path) -> Path:
 def test_training_writes_the_compiled_model_and_its_record(trained_model_dir: Path) -> None:
     record = json.loads((trained_model_dir / compiled.RECORD_FILE).read_text())
     model_sha = hashlib.sha256((trained_model_dir / "model.txt").read_bytes()).hexdigest()
-    object_path = trained_model_dir / record["object_file"]
+    library_path = trained_model_dir / record["library_file"]
     assert record["model_sha256"] == model_sha
-    assert record["object_sha256"] == hashlib.sha256(object_path.read_bytes()).hexdigest()
-    assert record["target"]["cpu"] == "x86-64"
-    assert record["target"]["features"] == ""
-    assert record["target"]["triple"].startswith("x86_64-")
-    assert record["versions"] == compiled.compiler_versions()
+    assert record["library_sha256"] == hashlib.sha256(library_path.read_bytes()).hexdigest()
+    assert record["target"] == {"system": "Linux", "machine": "x86_64", "cpu": "x86-64"}
+    assert record["entry"] == {
+        "name": "forest_root",
+        "signature": "void(double *, double *, int32_t, int32_t)",
+    }
+    assert set(record["versions"]) == {"lleaves", "llvmlite", "ld"}
+    assert record["versions"]["ld"].startswith("GNU ld")
     assert (record["n_features"], record["outputs"]) == (30, 1)
     metadata = json.loads((trained_model_dir / "metadata.json").read_text())
     assert metadata["compiled_predictor"] == {"compiled": True, "record": "compiled.json"}
+
+
+def test_the_library_is_the_same_bytes_each_time_the_model_is_compiled(
+    tmp_path: Path, trained_model_dir: Path
+) -> None:
+    """Training's artefacts are reproducible: the same model compiles to the same library."""
+    shutil.copy(trained_model_dir / "model.txt", tmp_path / "model.txt")
+    record = compiled.compile_model(tmp_path, "model.txt", n_features=30, outputs=1)
+    assert record["library_sha256"] == compiled.sha256_of(trained_model_dir / "model.compiled.so")
+
+
+def test_serving_the_compiled_model_loads_neither_lightgbm_nor_the_compiler(
+    trained_model_dir: Path,
+) -> None:
+    """The inference image has no compiler; the server imports LightGBM only to serve with it."""
+    probe = (
+        "import sys; from pathlib import Path; from model_kit.model_io import load_model; "
+        f"model = load_model(Path({str(trained_model_dir)!r}), compiled=True); "
+        "loaded = {'lightgbm', 'lleaves', 'llvmlite'} & set(sys.modules); "
+        "print(model.predictor_kind, sorted(loaded))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.split() == ["compiled", "[]"]
 
 
 def test_the_object_uses_no_cpu_feature_beyond_baseline_x86_64(trained_model_dir: Path) -> None:
@@ -143,7 +174,7 @@ def test_the_object_uses_no_cpu_feature_beyond_baseline_x86_64(trained_model_dir
     if objdump is None:
         pytest.skip("objdump (binutils) is not installed")
     listing = subprocess.run(
-        [objdump, "-d", "--no-show-raw-insn", str(trained_model_dir / compiled.OBJECT_FILE)],
+        [objdump, "-d", "--no-show-raw-insn", str(trained_model_dir / compiled.LIBRARY_FILE)],
         capture_output=True,
         text=True,
         check=True,
@@ -173,6 +204,20 @@ def test_compiled_answers_are_lightgbms_on_held_out_multiclass_data(multiclass_r
     assert len(set(library.predict_labels(library.predict_proba(unseen)))) == len(CLASSES)
 
 
+def test_each_model_loaded_in_one_process_predicts_with_its_own_library(
+    trained_model_dir: Path, multiclass_run
+) -> None:
+    """The loader knows a library by the name it was opened by: a model loaded after another
+    was dropped must not be handed the first one's code."""
+    model_dir, unseen = multiclass_run
+    first = load_model(trained_model_dir, compiled=True)
+    assert first.predictor_kind == "compiled"
+    del first
+    gc.collect()
+    fast, library = predictors(model_dir)
+    assert np.abs(fast.predict_proba(unseen) - library.predict_proba(unseen)).max() <= WITHIN
+
+
 def rewrite_record(model_dir: Path, **changes: object) -> None:
     path = model_dir / compiled.RECORD_FILE
     path.write_text(json.dumps({**json.loads(path.read_text()), **changes}))
@@ -183,19 +228,28 @@ def flip_last_byte(path: Path) -> None:
     path.write_bytes(data[:-1] + bytes([data[-1] ^ 0xFF]))
 
 
+def replace_library(model_dir: Path, code: bytes) -> None:
+    """Another library in the model's place, with a record that matches its bytes."""
+    (model_dir / compiled.LIBRARY_FILE).write_bytes(code)
+    rewrite_record(model_dir, library_sha256=hashlib.sha256(code).hexdigest())
+
+
 TAMPERINGS = {
     "model SHA-256": lambda d: rewrite_record(d, model_sha256="0" * 64),
     "target": lambda d: rewrite_record(
-        d, target={"triple": "aarch64-unknown-linux-gnu", "cpu": "generic", "features": ""}
+        d, target={"system": "Linux", "machine": "aarch64", "cpu": "generic"}
     ),
-    "compiler versions": lambda d: rewrite_record(
-        d, versions={"lleaves": "0.1", "llvmlite": "0.1"}
+    "entry point": lambda d: rewrite_record(
+        d, entry={"name": "forest_root", "signature": "void(float *, float *, int32_t, int32_t)"}
     ),
-    "object SHA-256": lambda d: flip_last_byte(d / compiled.OBJECT_FILE),
+    "library SHA-256": lambda d: flip_last_byte(d / compiled.LIBRARY_FILE),
     "features, outputs": lambda d: rewrite_record(d, outputs=2),
     "compiled.json not found": lambda d: (d / compiled.RECORD_FILE).unlink(),
-    "is not a version 1 record": lambda d: rewrite_record(d, record_version=0),
-    "model.compiled.o not found": lambda d: (d / compiled.OBJECT_FILE).unlink(),
+    "is not a version 2 record": lambda d: rewrite_record(d, record_version=1),
+    "model.compiled.so not found": lambda d: (d / compiled.LIBRARY_FILE).unlink(),
+    "cannot be loaded: ": lambda d: replace_library(d, b"not a shared library"),
+    # A real shared library, without the entry point: the server's own C code.
+    "undefined symbol: forest_root": lambda d: replace_library(d, native.LIBRARY.read_bytes()),
 }
 
 
@@ -253,7 +307,7 @@ def test_training_succeeds_and_says_why_when_it_cannot_compile(
         "reason": "ImportError: lleaves is broken",
     }
     assert not (model_dir / compiled.RECORD_FILE).exists()
-    assert not list(model_dir.glob(f"{compiled.OBJECT_FILE}*"))
+    assert not list(model_dir.glob(f"{compiled.LIBRARY_FILE}*"))
     assert load_model(model_dir, compiled=True).predictor_kind == "library"
 
 

@@ -90,7 +90,9 @@ def server(tmp_path_factory: pytest.TempPathFactory, model_dir: Path):
 
 @pytest.fixture(scope="module")
 def model(model_dir: Path):
-    return load_model(model_dir)
+    """The model as the server loads it (a LightGBM model's compiled trees), so its answers
+    can be held to the server's exactly; test_compiled_predictor holds those to LightGBM's."""
+    return load_model(model_dir, compiled=True)
 
 
 def load_sample() -> tuple[list[str], np.ndarray, list[str]]:

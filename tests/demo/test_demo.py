@@ -169,7 +169,7 @@ def test_demo_model_archive_is_what_sagemaker_uploads(runs: Runs) -> None:
         assert sorted(tar.getnames()) == [
             "compiled.json",
             "metadata.json",
-            "model.compiled.o",
+            "model.compiled.so",
             "model.txt",
         ]
 

@@ -124,10 +124,11 @@ class FittedBooster(BoosterPredictor):
             self.compiled.update(compiled=False, reason=f"{type(exc).__name__}: {exc}")
         else:
             log.info(
-                "model compiled for %s CPUs (%s) into %s",
+                "model compiled for %s CPUs (%s %s) into %s",
                 record["target"]["cpu"],
-                record["target"]["triple"],
-                record["object_file"],
+                record["target"]["machine"],
+                record["target"]["system"],
+                record["library_file"],
             )
             self.compiled.update(compiled=True, record=compiled.RECORD_FILE)
 
