@@ -226,7 +226,7 @@ class CompiledPredictor:
     """Predicts with the compiled trees; answers as ``BoosterPredictor`` does."""
 
     def __init__(self, library: ctypes.CDLL, n_features: int, outputs: int, n_classes: int) -> None:
-        # The library stays loaded as long as this object holds it.
+        # The entry point's code is in ``library``, which ctypes never unloads.
         self._library = library
         self._entry = EntryFunction((ENTRY, library))
         self.n_features = n_features
