@@ -284,14 +284,30 @@ def test_a_family_without_compiled_trees_is_served_by_its_library(
     assert "the xgboost family has no compiled predictor" in caplog.text
 
 
-def test_training_succeeds_and_says_why_when_it_cannot_compile(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """lleaves made unimportable: the model is saved, LightGBM serves it, metadata says why."""
+def break_lleaves(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     broken = tmp_path / "broken"
     (broken / "lleaves").mkdir(parents=True)
     (broken / "lleaves" / "__init__.py").write_text("raise ImportError('lleaves is broken')\n")
     monkeypatch.setenv("PYTHONPATH", str(broken))
+
+
+def hide_the_linker(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "no-programs").mkdir()
+    monkeypatch.setenv("PATH", str(tmp_path / "no-programs"))
+
+
+CANNOT_COMPILE = {
+    "ImportError: lleaves is broken": break_lleaves,
+    "CompiledUnavailable: the linker ld (binutils) is not installed": hide_the_linker,
+}
+
+
+@pytest.mark.parametrize("reason", sorted(CANNOT_COMPILE))
+def test_training_succeeds_and_says_why_when_it_cannot_compile(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, reason: str
+) -> None:
+    """No compiler or no linker: the model is saved, LightGBM serves it, metadata says why."""
+    CANNOT_COMPILE[reason](tmp_path, monkeypatch)
     ml_root = make_ml_root(
         tmp_path / "ml",
         channels={"training": TRAINING_CSV, "validation": VALIDATION_CSV},
@@ -299,13 +315,11 @@ def test_training_succeeds_and_says_why_when_it_cannot_compile(
     )
     result = run_train(ml_root)
     assert result.returncode == 0, f"training failed:\n{result.stdout}\n{result.stderr}"
-    assert "model not compiled, LightGBM will serve it: lleaves is broken" in result.stdout
+    message = reason.split(": ", 1)[1]
+    assert f"model not compiled, LightGBM will serve it: {message}" in result.stdout
     model_dir = ml_root / "model"
     metadata = json.loads((model_dir / "metadata.json").read_text())
-    assert metadata["compiled_predictor"] == {
-        "compiled": False,
-        "reason": "ImportError: lleaves is broken",
-    }
+    assert metadata["compiled_predictor"] == {"compiled": False, "reason": reason}
     assert not (model_dir / compiled.RECORD_FILE).exists()
     assert not list(model_dir.glob(f"{compiled.LIBRARY_FILE}*"))
     assert load_model(model_dir, compiled=True).predictor_kind == "library"
