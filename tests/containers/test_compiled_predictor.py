@@ -138,6 +138,9 @@ def test_training_writes_the_compiled_model_and_its_record(trained_model_dir: Pa
     assert set(record["versions"]) == {"lleaves", "llvmlite", "ld"}
     assert record["versions"]["ld"].startswith("GNU ld")
     assert (record["n_features"], record["outputs"]) == (30, 1)
+    # Every row of the bundled training and validation splits, checked against LightGBM.
+    assert record["checked"]["rows"] == len(sample_features(TRAINING_CSV, VALIDATION_CSV))
+    assert record["checked"]["largest_difference"] <= WITHIN
     metadata = json.loads((trained_model_dir / "metadata.json").read_text())
     assert metadata["compiled_predictor"] == {"compiled": True, "record": "compiled.json"}
 
@@ -147,8 +150,28 @@ def test_the_library_is_the_same_bytes_each_time_the_model_is_compiled(
 ) -> None:
     """Training's artefacts are reproducible: the same model compiles to the same library."""
     shutil.copy(trained_model_dir / "model.txt", tmp_path / "model.txt")
-    record = compiled.compile_model(tmp_path, "model.txt", n_features=30, outputs=1)
+    rows = sample_features(INFERENCE_CSV)
+    expected = load_model(trained_model_dir).predict_proba(rows)
+    record = compiled.compile_model(tmp_path, "model.txt", rows, expected)
     assert record["library_sha256"] == compiled.sha256_of(trained_model_dir / "model.compiled.so")
+
+
+def test_training_keeps_the_library_only_if_it_answers_as_lightgbm(
+    tmp_path: Path, trained_model_dir: Path
+) -> None:
+    """Checked on the model's own rows before it ships: here against another model's answers,
+    which no library of this model gives."""
+    shutil.copy(trained_model_dir / "model.txt", tmp_path / "model.txt")
+    rows = sample_features(INFERENCE_CSV)
+    others = 1 - load_model(trained_model_dir).predict_proba(rows)
+    with pytest.raises(compiled.CompiledUnavailable) as refused:
+        compiled.compile_model(tmp_path, "model.txt", rows, others)
+    assert str(refused.value).startswith(
+        "the compiled trees answer otherwise than LightGBM on row 0 of the 114 training rows "
+        "checked: probabilities ["
+    )
+    assert "(allowed: labels equal, within 1e-12)" in str(refused.value)
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["model.txt"]
 
 
 def test_serving_the_compiled_model_loads_neither_lightgbm_nor_the_compiler(

@@ -105,30 +105,40 @@ class BoosterPredictor:
 @dataclass(frozen=True)
 class FittedBooster(BoosterPredictor):
     facts: FitFacts
+    # Rows of the training data the compiled trees must answer as LightGBM does.
+    check_rows: np.ndarray = field(repr=False, compare=False)
     # What ``save`` compiled (its record), or why it could not: for ``summary``.
     compiled: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def save(self, model_dir: Path) -> None:
         """``model.txt``, then its compiled form beside it (``compiled.py``): a model that
         fails to compile is still a model, served by LightGBM, so that never fails training."""
+        import lightgbm
+
         self.booster.save_model(
             str(model_dir / MODEL_FILE), num_iteration=self.booster.best_iteration or None
         )
-        outputs = 1 if self.n_classes == 2 else self.n_classes
         try:
+            # What LightGBM answers with the saved file: what would serve without the library.
+            saved = BoosterPredictor(
+                lightgbm.Booster(model_file=str(model_dir / MODEL_FILE)), self.n_classes
+            )
             record = compiled.compile_model(
-                model_dir, MODEL_FILE, self.booster.num_feature(), outputs
+                model_dir, MODEL_FILE, self.check_rows, saved.predict_proba(self.check_rows)
             )
         except Exception as exc:
             log.warning("model not compiled, LightGBM will serve it: %s", exc)
             self.compiled.update(compiled=False, reason=f"{type(exc).__name__}: {exc}")
         else:
             log.info(
-                "model compiled for %s CPUs (%s %s) into %s",
+                "model compiled for %s CPUs (%s %s) into %s; it answers as LightGBM on %d "
+                "training rows (largest difference %.1e)",
                 record["target"]["cpu"],
                 record["target"]["machine"],
                 record["target"]["system"],
                 record["library_file"],
+                record["checked"]["rows"],
+                record["checked"]["largest_difference"],
             )
             self.compiled.update(compiled=True, record=compiled.RECORD_FILE)
 
@@ -215,7 +225,12 @@ class LightGBMTrees:
                 keep_training_booster=True,
             )
         booster.best_iteration = keep
-        return FittedBooster(booster, n_classes, FitFacts(objective_for(n_classes), keep, done))
+        return FittedBooster(
+            booster,
+            n_classes,
+            FitFacts(objective_for(n_classes), keep, done),
+            compiled.check_rows(data.train_x, data.val_x),
+        )
 
     def load(self, model_dir: Path, n_features: int, n_classes: int) -> BoosterPredictor:
         import lightgbm
