@@ -314,13 +314,24 @@ def break_lleaves(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PYTHONPATH", str(broken))
 
 
+def crash_the_compiler(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """LLVM crashing on a forest, as it can on very large ones (lleaves issue 77)."""
+    crashing = tmp_path / "crashing"
+    (crashing / "lleaves").mkdir(parents=True)
+    (crashing / "lleaves" / "__init__.py").write_text(
+        "import os, signal\nos.kill(os.getpid(), signal.SIGSEGV)\n"
+    )
+    monkeypatch.setenv("PYTHONPATH", str(crashing))
+
+
 def hide_the_linker(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     (tmp_path / "no-programs").mkdir()
     monkeypatch.setenv("PATH", str(tmp_path / "no-programs"))
 
 
 CANNOT_COMPILE = {
-    "ImportError: lleaves is broken": break_lleaves,
+    "CompiledUnavailable: ImportError: lleaves is broken": break_lleaves,
+    "CompiledUnavailable: the compiler's process was killed by SIGSEGV": crash_the_compiler,
     "CompiledUnavailable: the linker ld (binutils) is not installed": hide_the_linker,
 }
 
@@ -329,7 +340,8 @@ CANNOT_COMPILE = {
 def test_training_succeeds_and_says_why_when_it_cannot_compile(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, reason: str
 ) -> None:
-    """No compiler or no linker: the model is saved, LightGBM serves it, metadata says why."""
+    """No compiler, a crashing one, or no linker: the model is saved, LightGBM serves it,
+    metadata says why."""
     CANNOT_COMPILE[reason](tmp_path, monkeypatch)
     ml_root = make_ml_root(
         tmp_path / "ml",

@@ -2,11 +2,12 @@
 
 Training compiles the saved model once with lleaves (LLVM), for a generic x86-64 CPU (SSE2,
 no AVX): the endpoint's instance is not the training instance, so the code may use no
-feature of the host it was built on. The GNU linker makes the object a shared library, and
-``compiled.json`` records what it is (the SHA-256 of the model file and of the library, the
-target, the entry point, the compiler versions). The server loads the library only when that
-record matches the model beside it and this machine, and never compiles: anything else is a
-reason to predict with LightGBM as before. Serving needs neither lleaves nor LLVM: the
+feature of the host it was built on. The GNU linker makes the object a shared library, kept
+only if it answers as LightGBM on the model's own training rows, and ``compiled.json``
+records what it is (the SHA-256 of the model file and of the library, the target, the entry
+point, the compiler versions). The server loads the library only when that record matches
+the model beside it and this machine, and never compiles: anything else is a reason to
+predict with LightGBM as before. Serving needs neither lleaves nor LLVM: the
 library is plain machine code, loaded by the C library's own loader.
 
 Loading native code from the model directory is the trust already given to the model:
@@ -25,7 +26,9 @@ import logging
 import os
 import platform
 import shutil
+import signal
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -62,6 +65,12 @@ EntryFunction = CFUNCTYPE(None, POINTER(c_double), POINTER(c_double), c_int32, c
 # request), no executable stack, no symbol table beyond what is exported; it needs libm (exp).
 LINK_FLAGS = ("-shared", "-z", "now", "-z", "noexecstack", "--strip-all")
 LINK_LIBRARIES = ("-l:libm.so.6",)
+# Compiling a forest takes ~1 s per 100 trees here; one that takes this long is stopped, and
+# LightGBM serves the model.
+COMPILE_TIMEOUT_S = 900
+# The child process's exit status when it refuses (CompiledUnavailable, or the compiler's
+# exception), its last line of stderr saying why.
+REFUSED = 3
 # The compiled trees' answers may differ from LightGBM's by this much (they sum the trees in
 # blocks, another order): what training checks on the model's own data before it ships them.
 WITHIN = 1e-12
@@ -98,10 +107,14 @@ def compile_model(
 
     ``expected``: LightGBM's class probabilities for ``rows`` (some of the training data).
     The library is kept only if it answers the same on them: labels equal, probabilities
-    within ``WITHIN``. Returns the record; raises (any exception) when it cannot compile or
-    answers otherwise, and then leaves nothing behind.
+    within ``WITHIN``. Returns the record; raises CompiledUnavailable when it cannot compile
+    or answers otherwise, and then leaves nothing behind.
+
+    The work runs in a child process (``python -m model_kit.families.compiled``): LLVM on a
+    very large forest can crash, exhaust memory or take many minutes, and that must cost the
+    compiled trees, never the training job.
     """
-    import lleaves
+    import numpy as np
 
     target = this_machine()
     if (target["system"], target["machine"]) != ("Linux", "x86_64"):
@@ -109,10 +122,51 @@ def compile_model(
             f"compiled trees target x86-64 Linux endpoints; this host is "
             f"{target['machine']} {target['system']}"
         )
+    _linker()
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="compiled-trees-") as work:
+        np.save(Path(work) / "rows.npy", rows, allow_pickle=False)
+        np.save(Path(work) / "expected.npy", expected, allow_pickle=False)
+        command = [sys.executable, "-m", __name__, str(model_dir), model_file, work]
+        try:
+            child = subprocess.run(
+                command, capture_output=True, text=True, timeout=COMPILE_TIMEOUT_S
+            )
+        except subprocess.TimeoutExpired:
+            _remove_compiled(model_dir)
+            raise CompiledUnavailable(
+                f"compiling took more than {COMPILE_TIMEOUT_S} s and was stopped"
+            ) from None
+    if child.returncode == 0:
+        log.info("compiled %s in %.2f s", model_file, time.perf_counter() - started)
+        return _read_record(model_dir)
+    _remove_compiled(model_dir)
+    said = child.stderr.strip()
+    if child.returncode == REFUSED:
+        raise CompiledUnavailable(said)
+    ended = (
+        f"was killed by {signal.Signals(-child.returncode).name}"
+        if child.returncode < 0
+        else f"exited with {child.returncode}"
+    )
+    last = f": {said.splitlines()[-1]}" if said else ""
+    raise CompiledUnavailable(f"the compiler's process {ended}{last}")
+
+
+def _remove_compiled(model_dir: Path) -> None:
+    """Whatever a child process that failed may have left of the library and its record."""
+    for name in (LIBRARY_FILE, RECORD_FILE):
+        for path in model_dir.glob(f"{name}*"):
+            path.unlink()
+
+
+def _compile_here(model_dir: Path, model_file: str, rows: np.ndarray, expected: np.ndarray) -> None:
+    """``compile_model``'s work, in the child process."""
+    import lleaves
+
     linker, linker_version = _linker()
     n_classes = expected.shape[1]
     outputs = 1 if n_classes == 2 else n_classes
-    started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="compiled-trees-") as work:
         object_file, library = Path(work) / "trees.o", Path(work) / LIBRARY_FILE
         trees = lleaves.Model(model_file=str(model_dir / model_file))
@@ -133,12 +187,10 @@ def compile_model(
         if linked.returncode != 0:
             raise CompiledUnavailable(f"ld failed ({linked.returncode}): {linked.stderr.strip()}")
         code = library.read_bytes()
-    log.info("compiled %s in %.2f s", model_file, time.perf_counter() - started)
     predictor = CompiledPredictor(
         _load_library(code, model_dir / LIBRARY_FILE), rows.shape[1], outputs, n_classes
     )
     check = check_answers(predictor, rows, expected)
-    (model_dir / LIBRARY_FILE).write_bytes(code)
     record = {
         "record_version": RECORD_VERSION,
         "compiler": COMPILER,
@@ -146,7 +198,7 @@ def compile_model(
             **{name: metadata.version(name) for name in (COMPILER, "llvmlite")},
             "ld": linker_version,
         },
-        "target": target,
+        "target": this_machine(),
         "entry": {"name": ENTRY, "signature": ENTRY_SIGNATURE},
         "model_file": model_file,
         "model_sha256": sha256_of(model_dir / model_file),
@@ -156,8 +208,14 @@ def compile_model(
         "outputs": outputs,
         "checked": check,
     }
-    (model_dir / RECORD_FILE).write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
-    return record
+    # Each file whole or not at all; the record last, as it vouches for the library.
+    for name, content in (
+        (LIBRARY_FILE, code),
+        (RECORD_FILE, (json.dumps(record, indent=2, sort_keys=True) + "\n").encode()),
+    ):
+        partial = model_dir / f"{name}.partial"
+        partial.write_bytes(content)
+        partial.replace(model_dir / name)
 
 
 def check_rows(*tables: np.ndarray) -> np.ndarray:
@@ -317,3 +375,29 @@ class CompiledPredictor:
             for future in done:
                 future.result()
         return class_probabilities(out[:, 0] if self.outputs == 1 else out, self.n_classes)
+
+
+def main(argv: list[str]) -> int:
+    """The child process of ``compile_model``: MODEL_DIR MODEL_FILE WORK (rows.npy and
+    expected.npy in WORK)."""
+    import numpy as np
+
+    model_dir, model_file, work = Path(argv[0]), argv[1], Path(argv[2])
+    try:
+        _compile_here(
+            model_dir,
+            model_file,
+            np.load(work / "rows.npy", allow_pickle=False),
+            np.load(work / "expected.npy", allow_pickle=False),
+        )
+    except Exception as exc:
+        print(
+            exc if isinstance(exc, CompiledUnavailable) else f"{type(exc).__name__}: {exc}",
+            file=sys.stderr,
+        )
+        return REFUSED
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
