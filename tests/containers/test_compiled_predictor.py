@@ -156,6 +156,18 @@ def test_the_library_is_the_same_bytes_each_time_the_model_is_compiled(
     assert record["library_sha256"] == compiled.sha256_of(trained_model_dir / "model.compiled.so")
 
 
+def test_the_rows_checked_are_spread_over_both_sets_and_bounded() -> None:
+    training = np.arange(60_000, dtype=np.float64).reshape(30_000, 2)
+    validation = -1 - np.arange(20_000, dtype=np.float64).reshape(10_000, 2)
+    rows = compiled.check_rows(training, validation)
+    assert len(rows) == compiled.CHECKED_ROWS
+    assert rows[0].tolist() == training[0].tolist()
+    assert rows[-1].tolist() == validation[-1].tolist()
+    assert 4990 <= (rows[:, 0] < 0).sum() <= 5010  # a quarter of all rows: of those checked too
+    ten_rows_wide = np.zeros((100, compiled.CHECKED_BYTES // 8 // 10))
+    assert len(compiled.check_rows(ten_rows_wide)) == 10
+
+
 def test_training_keeps_the_library_only_if_it_answers_as_lightgbm(
     tmp_path: Path, trained_model_dir: Path
 ) -> None:

@@ -74,8 +74,10 @@ REFUSED = 3
 # The compiled trees' answers may differ from LightGBM's by this much (they sum the trees in
 # blocks, another order): what training checks on the model's own data before it ships them.
 WITHIN = 1e-12
-# Training checks at most this many of its rows (evenly spaced): ~5 ms of compiled trees.
+# Training checks at most this many of its rows (evenly spaced): ~5 ms of compiled trees;
+# fewer for wide data, so the copy stays under CHECKED_BYTES.
 CHECKED_ROWS = 20_000
+CHECKED_BYTES = 64 * 1024 * 1024
 # A thread is worth starting for this many records: ~0.25 ms of compiled trees here, five
 # times what starting a thread costs.
 MIN_ROWS_PER_THREAD = 1000
@@ -219,12 +221,14 @@ def _compile_here(model_dir: Path, model_file: str, rows: np.ndarray, expected: 
 
 
 def check_rows(*tables: np.ndarray) -> np.ndarray:
-    """At most ``CHECKED_ROWS`` rows of ``tables`` taken as one, evenly spaced (copied, not
-    the tables: training data can be large)."""
+    """At most ``CHECKED_ROWS`` rows of ``tables`` taken as one, evenly spaced (a copy of
+    at most ``CHECKED_BYTES``, not of the tables: training data can be large)."""
     import numpy as np
 
     total = sum(len(table) for table in tables)
-    picks = np.linspace(0, total - 1, min(total, CHECKED_ROWS)).astype(np.int64)
+    width = tables[0].shape[1]
+    wanted = min(total, CHECKED_ROWS, max(1, CHECKED_BYTES // (8 * max(1, width))))
+    picks = np.linspace(0, total - 1, wanted).astype(np.int64)
     parts, offset = [], 0
     for table in tables:
         mine = picks[(picks >= offset) & (picks < offset + len(table))] - offset
