@@ -50,6 +50,7 @@ from benchmarks.client_memory import (
     MIB,
     REPO_ROOT,
     generate_file,
+    peak_rss_mb,
     run_handler_in_child,
     sample_rows,
 )
@@ -119,14 +120,6 @@ def _wait_until_quiet() -> float:
         if _machine_busy_seconds() - before <= QUIET_CPUS:
             break
     return time.perf_counter() - started
-
-
-def _vm_hwm_mb(pid: int | str) -> float:
-    """A live process's peak resident memory (``VmHWM``), in MB as ``client_memory`` reports."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError(f"no VmHWM for process {pid}")
 
 
 def _expected_labels(ml_root: Path, order: list[int]) -> list[str]:
@@ -272,6 +265,7 @@ def measure(megabytes: int, repeats: int) -> dict[str, Any]:
     """Set up once, run the whole path ``repeats`` times; every figure (see the docstring)."""
     import boto3
 
+    from local.batch_transform import container_environment
     from local.credentials import FAKE_CREDENTIALS
     from local.model_server import start_model_server
     from local.moto_server import start_moto_server
@@ -287,11 +281,7 @@ def measure(megabytes: int, repeats: int) -> dict[str, Any]:
         expected = _expected_labels(work / "ml", order)
         size = data_file.stat().st_size
         print(f"{size / MIB:,.0f} MiB, {len(order):,} records", flush=True)
-        batch_env = {
-            "SAGEMAKER_BATCH": "true",
-            "SAGEMAKER_MAX_PAYLOAD_IN_MB": str(MAX_PAYLOAD_MB),
-            "SAGEMAKER_BATCH_STRATEGY": "MULTI_RECORD",
-        }
+        batch_env = container_environment(MAX_PAYLOAD_MB)
         with (
             start_moto_server() as s3_server,
             start_model_server(
@@ -328,10 +318,10 @@ def measure(megabytes: int, repeats: int) -> dict[str, Any]:
                 settled_s = _wait_until_quiet()
                 runs.append({**_one_run(stack, expected), "settled_s": settled_s})
                 print(f"run {number}: " + "; ".join(describe_run(runs[-1])), flush=True)
-            server_hwm = [_vm_hwm_mb(pid) for pid in processes.server_tree()]
+            server_hwm = [peak_rss_mb(pid) for pid in processes.server_tree()]
             stand_ins_hwm = {
-                "moto (S3)": _vm_hwm_mb(processes.moto),
-                "the benchmark process (plays SageMaker)": _vm_hwm_mb("self"),
+                "moto (S3)": peak_rss_mb(processes.moto),
+                "the benchmark process (plays SageMaker)": peak_rss_mb("self"),
             }
     return {
         "command": (

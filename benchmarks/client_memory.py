@@ -172,7 +172,7 @@ def _child(module: str, baseline: bool) -> None:
         json.dumps(
             {
                 "result": result,
-                "max_rss_mb": round(_peak_rss_mb(), 1),
+                "max_rss_mb": round(peak_rss_mb(), 1),
                 "seconds": time.perf_counter() - started,
                 "cpu_seconds": time.process_time() - cpu_started,
             }
@@ -180,19 +180,22 @@ def _child(module: str, baseline: bool) -> None:
     )
 
 
-def _peak_rss_mb() -> float:
-    """This process's peak resident memory since it started its program.
+def peak_rss_mb(pid: int | str = "self") -> float:
+    """A process's peak resident memory since it started its program, in MB (this one's by
+    default).
 
     ``VmHWM`` is the high-water mark of the current address space. ``getrusage``'s
-    ``ru_maxrss`` is only the fallback: Linux carries it over from the parent
-    across fork and exec, so a child of a big process (pytest) reports the
-    parent's peak.
+    ``ru_maxrss`` is only the fallback, for this process: Linux carries it over from the
+    parent across fork and exec, so a child of a big process (pytest) reports the parent's
+    peak.
     """
-    status = Path("/proc/self/status")
+    status = Path(f"/proc/{pid}/status")
     if status.exists():
         for line in status.read_text().splitlines():
             if line.startswith("VmHWM:"):
                 return int(line.split()[1]) / 1024  # kB
+    if pid != "self":
+        raise RuntimeError(f"no VmHWM for process {pid}")
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 

@@ -270,43 +270,17 @@ def targets(results: dict[str, Any]) -> list[Target]:
     return found
 
 
-def _load_table(results: dict[str, Any]) -> list[str]:
+def _pair_table(results: dict[str, Any], base: str, base_label: str, label: str) -> list[str]:
+    """Ours beside ``base``, scenario by scenario, over every scenario both ran."""
     lines = [
-        "| scenario | reference req/s | ours req/s | ratio* | reference records/s | "
-        "ours records/s | reference p50 / p90 / p99 ms | ours p50 / p90 / p99 ms | p99 ratio* |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
-    ]
-    for scenario in compared(results):
-        name = scenario["name"]
-        rps = per_round(results, name, "requests_per_s")
-        records = per_round(results, name, "records_per_s")
-        latency = {
-            server: " / ".join(
-                f"{median(per_round(results, name, key)[server]):.1f}"
-                for key in ("p50_ms", "p90_ms", "p99_ms")
-            )
-            for server in (REFERENCE, OURS)
-        }
-        lines.append(
-            f"| {name} | {median(rps[REFERENCE]):,.0f} | {median(rps[OURS]):,.0f} | "
-            f"{ratio(results, name, 'requests_per_s'):.2f}x | {median(records[REFERENCE]):,.0f} | "
-            f"{median(records[OURS]):,.0f} | {latency[REFERENCE]} | {latency[OURS]} | "
-            f"{ratio(results, name, 'p99_ms'):.3f}x |"
-        )
-    return lines
-
-
-def _compiled_table(results: dict[str, Any]) -> list[str]:
-    """Ours beside ours (LightGBM), scenario by scenario: what the compiled trees changed."""
-    lines = [
-        "| scenario | LightGBM req/s | compiled req/s | ratio* | LightGBM records/s | "
-        "compiled records/s | LightGBM p50 / p90 / p99 ms | compiled p50 / p90 / p99 ms | "
+        f"| scenario | {base_label} req/s | {label} req/s | ratio* | {base_label} records/s | "
+        f"{label} records/s | {base_label} p50 / p90 / p99 ms | {label} p50 / p90 / p99 ms | "
         "p99 ratio* |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for scenario in results["scenarios"]:
         name = scenario["name"]
-        if OURS_LIBRARY not in results["runs"][name]:
+        if base not in results["runs"][name]:
             continue
         rps = per_round(results, name, "requests_per_s")
         records = per_round(results, name, "records_per_s")
@@ -315,14 +289,14 @@ def _compiled_table(results: dict[str, Any]) -> list[str]:
                 f"{_latency(results, name, server, key):.1f}"
                 for key in ("p50_ms", "p90_ms", "p99_ms")
             )
-            for server in (OURS_LIBRARY, OURS)
+            for server in (base, OURS)
         }
         lines.append(
-            f"| {name} | {median(rps[OURS_LIBRARY]):,.0f} | {median(rps[OURS]):,.0f} | "
-            f"{ratio(results, name, 'requests_per_s', OURS_LIBRARY):.2f}x | "
-            f"{median(records[OURS_LIBRARY]):,.0f} | {median(records[OURS]):,.0f} | "
-            f"{latency[OURS_LIBRARY]} | {latency[OURS]} | "
-            f"{ratio(results, name, 'p99_ms', OURS_LIBRARY):.3f}x |"
+            f"| {name} | {median(rps[base]):,.0f} | {median(rps[OURS]):,.0f} | "
+            f"{ratio(results, name, 'requests_per_s', base):.2f}x | "
+            f"{median(records[base]):,.0f} | {median(records[OURS]):,.0f} | "
+            f"{latency[base]} | {latency[OURS]} | "
+            f"{ratio(results, name, 'p99_ms', base):.3f}x |"
         )
     return lines
 
@@ -985,14 +959,14 @@ def markdown(results: dict[str, Any], commentary: str) -> str:
         "",
         "## Throughput and latency",
         "",
-        *_load_table(results),
+        *_pair_table(results, REFERENCE, "reference", "ours"),
         "",
         "\\* ours / reference, the median of the per-round ratios; the other columns are "
         "medians over rounds, so a ratio need not equal the quotient of two medians.",
         "",
         "### Compiled trees vs LightGBM: the same server, the same rounds",
         "",
-        *_compiled_table(results),
+        *_pair_table(results, OURS_LIBRARY, "LightGBM", "compiled"),
         "",
         "\\* ours / ours (LightGBM), the median of the per-round ratios.",
         "",

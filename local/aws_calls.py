@@ -138,38 +138,27 @@ def _copy_object(call: AwsCall, place: Place) -> list[Request]:
     ]
 
 
-def _endpoint(action: str) -> Mapper:
+def _sagemaker(action: str, parameter: str, kind: str) -> Mapper:
+    """The one SageMaker resource the call names in ``parameter``, e.g. ``endpoint/<name>``."""
+
     def requests(call: AwsCall, place: Place) -> list[Request]:
         # SageMaker writes names in lower case in its ARNs.
-        name = call.params["EndpointName"].lower()
-        return [Request(action, place.arn("sagemaker", f"endpoint/{name}"))]
+        name = call.params[parameter].lower()
+        return [Request(action, place.arn("sagemaker", f"{kind}/{name}"))]
 
     return requests
+
+
+def _endpoint(action: str) -> Mapper:
+    return _sagemaker(action, "EndpointName", "endpoint")
 
 
 def _training_job(action: str) -> Mapper:
-    def requests(call: AwsCall, place: Place) -> list[Request]:
-        name = call.params["TrainingJobName"].lower()
-        return [Request(action, place.arn("sagemaker", f"training-job/{name}"))]
-
-    return requests
+    return _sagemaker(action, "TrainingJobName", "training-job")
 
 
 def _transform_job(action: str) -> Mapper:
-    def requests(call: AwsCall, place: Place) -> list[Request]:
-        name = call.params["TransformJobName"].lower()
-        return [Request(action, place.arn("sagemaker", f"transform-job/{name}"))]
-
-    return requests
-
-
-def _endpoint_config(call: AwsCall, place: Place) -> list[Request]:
-    name = call.params["EndpointConfigName"].lower()
-    return [
-        Request(
-            "sagemaker:DescribeEndpointConfig", place.arn("sagemaker", f"endpoint-config/{name}")
-        )
-    ]
+    return _sagemaker(action, "TransformJobName", "transform-job")
 
 
 def _create_training_job(call: AwsCall, place: Place) -> list[Request]:
@@ -211,7 +200,9 @@ IAM_REQUESTS: dict[tuple[str, str], Mapper] = {
     ("sagemaker", "CreateTransformJob"): _transform_job("sagemaker:CreateTransformJob"),
     ("sagemaker", "DescribeTransformJob"): _transform_job("sagemaker:DescribeTransformJob"),
     ("sagemaker", "DescribeEndpoint"): _endpoint("sagemaker:DescribeEndpoint"),
-    ("sagemaker", "DescribeEndpointConfig"): _endpoint_config,
+    ("sagemaker", "DescribeEndpointConfig"): _sagemaker(
+        "sagemaker:DescribeEndpointConfig", "EndpointConfigName", "endpoint-config"
+    ),
 }
 
 

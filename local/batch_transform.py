@@ -352,6 +352,16 @@ class BatchTransform(Stoppable):
         }
 
 
+def container_environment(max_payload_mb: int | str) -> dict[str, str]:
+    """What SageMaker adds to a model's container environment when a transform job runs it
+    with ``BatchStrategy=MultiRecord``."""
+    return {
+        "SAGEMAKER_BATCH": "true",
+        "SAGEMAKER_BATCH_STRATEGY": "MULTI_RECORD",
+        "SAGEMAKER_MAX_PAYLOAD_IN_MB": str(max_payload_mb),
+    }
+
+
 def _job_parameters(job: dict[str, Any]) -> dict[str, Any]:
     return {
         name: job[name]

@@ -40,7 +40,6 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.request
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -50,9 +49,9 @@ from typing import Any
 import boto3
 
 from local.async_inference import AsyncInference
-from local.batch_transform import BatchTransform
+from local.batch_transform import BatchTransform, container_environment
 from local.credentials import FAKE_CREDENTIALS
-from local.model_server import start_model_server
+from local.model_server import predictor_at, start_model_server
 from local.moto_server import start_moto_server
 from local.runtime_adapter import Hosting, start_runtime_adapter
 from local.s3_event import object_created_record
@@ -247,12 +246,7 @@ def start_batch_transform(
     """SageMaker batch transform: a job's container is the model's (same image, model and
     environment), which SageMaker starts with its batch settings added."""
     s3.create_bucket(Bucket=MODELS_BUCKET)
-    batch_env = {
-        **server_env,
-        "SAGEMAKER_BATCH": "true",
-        "SAGEMAKER_BATCH_STRATEGY": "MULTI_RECORD",
-        "SAGEMAKER_MAX_PAYLOAD_IN_MB": max_payload_mb,
-    }
+    batch_env = {**server_env, **container_environment(max_payload_mb)}
     workers = int(server_env.get("SAGEMAKER_MODEL_SERVER_WORKERS", "1"))
     with (
         start_model_server(serving_root, workers=workers, env=batch_env, log_dir=workdir) as server,
@@ -329,8 +323,7 @@ def score_large_file(
 def served_by(url: str) -> str:
     """Which code predicts in the server at ``url``: its compiled trees, or the model library
     (the server says why in its log), as every response's X-Model-Predictor header says."""
-    with urllib.request.urlopen(f"{url}/ping", timeout=10) as response:
-        kind = response.headers.get("X-Model-Predictor", "not reported")
+    kind = predictor_at(url) or "not reported"
     return {
         "compiled": "compiled (the model's trees as native code)",
         "library": "library (the model library's own predict)",
@@ -436,7 +429,7 @@ def run(workdir: Path, progress: Progress, context: list[str], big_file_mb: int)
                     f"s3://{ASYNC_BUCKET}/async-inference/failures/",
                 )
             function = templates.client_function()
-            variables = function.get("Environment", {}).get("Variables", {})
+            variables = literal_values(function.get("Environment", {}).get("Variables", {}))
             batch = None
             if "BATCH_THRESHOLD_BYTES" in variables:
                 batch = services.enter_context(
@@ -446,7 +439,7 @@ def run(workdir: Path, progress: Progress, context: list[str], big_file_mb: int)
                         workdir,
                         endpoint_name,
                         {**image_env, **container_env},
-                        str(variables.get("TRANSFORM_MAX_PAYLOAD_MB", "6")),
+                        variables.get("TRANSFORM_MAX_PAYLOAD_MB", "6"),
                     )
                 )
                 say(
@@ -492,7 +485,7 @@ def run(workdir: Path, progress: Progress, context: list[str], big_file_mb: int)
                 ]
             }
             handler_env = {
-                **literal_values(function.get("Environment", {}).get("Variables", {})),
+                **variables,
                 "INFERENCE_OUTPUT_BUCKET": output_bucket,
                 "AWS_ENDPOINT_URL_S3": s3_server.url,
                 "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME": adapter.url,

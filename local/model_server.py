@@ -19,6 +19,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -71,6 +72,15 @@ def start_model_server(
     return start_http_server(
         [sys.executable, str(SERVE_PROGRAM)], server_env, port, "model-server", log_dir=log_dir
     )
+
+
+def predictor_at(url: str) -> str | None:
+    """Which code predicts in our model server at ``url``: ``compiled`` or ``library``, as
+    its ``/ping`` (and every response) says in X-Model-Predictor."""
+    from model_kit.serving.app import PREDICTOR_HEADER
+
+    with urllib.request.urlopen(f"{url}/ping", timeout=10) as response:
+        return response.headers.get(PREDICTOR_HEADER.decode())
 
 
 def start_http_server(

@@ -110,7 +110,6 @@ STACK_OUTPUT = re.compile(r'\{"Fn::GetStackOutput":\{(?:[^{}]|\$\{[^}]*\})*\}\}'
 REFERENCE = re.compile(r"\$\{([^}.]+)[^}]*\}")
 NEXT_PAGE = re.compile(r'<([^>]+)>;\s*rel="next"')
 STACK_COUNT = re.compile(r"Number of stacks with differences: (\d+)")
-NO_CHANGE_SET = "Could not create a change set"
 
 
 @dataclass
@@ -188,11 +187,6 @@ class Report:
             notes.append(
                 f"❗ CDK counts {self.counted} stacks with differences, this comment "
                 f"{changed}: check the diffs below."
-            )
-        if any(line.startswith(NO_CHANGE_SET) for line in self.messages):
-            notes.append(
-                "🔍 CDK could not create a change set for some stacks and compared templates "
-                "instead, which may miss or overstate replacements."
             )
         return notes
 

@@ -31,6 +31,7 @@ import numpy as np
 from local.checks import Checklist
 from local.images.engines import Engine, ImageError, Mount, docker_engine, podman_engine
 from local.images.standin import StandIn, ensure_base, install_tools
+from local.model_server import predictor_at
 from local.rehearsal.assembly import ImageAsset, read_assembly
 from local.sagemaker_jobs import (
     DATA_DIR,
@@ -216,8 +217,7 @@ def check_serving(
             f"after {time.monotonic() - started:.1f} s" if ready else _tail(engine.logs(name)),
         )
         if ready:
-            with urllib.request.urlopen(f"{url}/ping", timeout=10) as response:
-                predictor = response.headers.get("X-Model-Predictor")
+            predictor = predictor_at(url)
             metadata = json.loads((serving_model / "metadata.json").read_text())
             compiled = metadata.get("compiled_predictor", {"compiled": False})
             run.check(

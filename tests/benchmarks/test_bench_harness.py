@@ -13,7 +13,6 @@ import shutil
 import urllib.error
 import urllib.request
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 from model_kit.model_io import load_model
@@ -332,18 +331,23 @@ def test_ours_is_started_with_the_predictor_the_bench_labels_it_with(
 
 
 def test_the_bench_stops_when_a_server_predicts_with_another_predictor_than_its_label(
-    monkeypatch: pytest.MonkeyPatch,
+    trained_model_dir: Path,
 ) -> None:
-    """A compiled server that fell back to LightGBM must not be measured as compiled."""
+    """A compiled server that fell back to LightGBM must not be measured as compiled: here
+    the two real servers are given each other's labels."""
     from benchmarks import servers as bench_servers
 
+    bodies = [payloads.repeated("1 record", 1).body, payloads.repeated("5 records", 5).body]
     expected = {"ours": "compiled", "ours (LightGBM)": "library"}
-    running = {
-        name: SimpleNamespace(url=name, log=lambda: "compiled predictor not used")
-        for name in expected
-    }
-    monkeypatch.setattr(bench_servers, "predictor_of", lambda url, body: "library")
-    with pytest.raises(SystemExit, match=r"ours answered with X-Model-Predictor: \['library'\]"):
-        bench_servers.check_predictors(running, [b"1\n"], expected)
-    monkeypatch.setattr(bench_servers, "predictor_of", lambda url, body: expected[url])
-    assert bench_servers.check_predictors(running, [b"1\n", b"2\n"], expected) == expected
+    root = trained_model_dir.parent
+    with (
+        start_ours(root, workers=1, compiled=True) as compiled,
+        start_ours(root, workers=1, compiled=False) as library,
+    ):
+        swapped = {"ours": library, "ours (LightGBM)": compiled}
+        with pytest.raises(
+            SystemExit, match=r"ours answered with X-Model-Predictor: \['library'\]"
+        ):
+            bench_servers.check_predictors(swapped, bodies, expected)
+        running = {"ours": compiled, "ours (LightGBM)": library}
+        assert bench_servers.check_predictors(running, bodies, expected) == expected

@@ -124,7 +124,6 @@ def compile_model(
             f"compiled trees target x86-64 Linux endpoints; this host is "
             f"{target['machine']} {target['system']}"
         )
-    _linker()
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="compiled-trees-") as work:
         np.save(Path(work) / "rows.npy", rows, allow_pickle=False)
