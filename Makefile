@@ -79,7 +79,7 @@ fuzz: $(PY_STAMP)
 	fi
 	$(PY) -m local.fuzz --seconds $(FUZZ_SECONDS)
 
-# Our model server beside the classic nginx + gunicorn gevent + flask container (~7 min):
+# Our model server beside the classic nginx + gunicorn gevent + flask container (~14 min):
 # writes benchmarks/RESULTS.md and benchmarks/results.png. Installs its own tools.
 bench: $(PY_STAMP) $(NATIVE)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-bench.txt -c constraints.txt
